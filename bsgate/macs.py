@@ -19,7 +19,7 @@ def _zero(inputs, outputs): return 0
 _NOT_MACS = ('aten::batch_norm', 'aten::group_norm', 'aten::layer_norm', 'aten::instance_norm', 'aten::adaptive_avg_pool2d',
              'aten::upsample_nearest2d', 'aten::upsample_bilinear2d', 'aten::grid_sampler')
 
-# %% ../nbs/07_macs.ipynb #3e602c62
+# %% ../nbs/07_macs.ipynb #4dc183c6
 def fvcore_counts(model:nn.Module, x:Tensor):
     "fvcore's `FlopCountAnalysis` of `model` on `x`, counting only conv/linear/matmul MACs, warnings silenced"
     with warnings.catch_warnings():
@@ -30,7 +30,8 @@ def fvcore_counts(model:nn.Module, x:Tensor):
     for m in forced: m.override = None  # a forced (N, C) pattern need not fit the 1-image trace
     model.eval()
     try:
-        fca = FlopCountAnalysis(model, x).set_op_handle(**{op: _zero for op in _NOT_MACS})
+        dev = next((p.device for p in model.parameters()), x.device)
+        fca = FlopCountAnalysis(model, x.to(dev)).set_op_handle(**{op: _zero for op in _NOT_MACS})
         fca.unsupported_ops_warnings(False); fca.uncalled_modules_warnings(False); fca.tracer_warnings('none')
         with warnings.catch_warnings():
             warnings.simplefilter('ignore')
@@ -128,14 +129,14 @@ def conditional_macs(model:nn.Module, x:Tensor, counter:MacCounter|None=None) ->
     finally: model.train(was_training)
     return counter()
 
-# %% ../nbs/07_macs.ipynb #fa5a10a6
+# %% ../nbs/07_macs.ipynb #bb9c77f1
 def savable_by_module(model:nn.Module, input_size:tuple, names:list|None=None) -> dict:
     "Dense MACs of the modules `names` (default: the top-level children) as (savable, fixed); gates excluded"
     counter = MacCounter(model, input_size)
     gms = [g for b in counter.blocks for g in b.gate_modules()]
     for g in gms: g.override = torch.zeros(g.nf)   # every gate closed
     try:
-        with torch.no_grad(): model.eval()(torch.zeros(1, *input_size))
+        with torch.no_grad(): model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
         saved = {}
         for b, dense in zip(counter.blocks, counter.conv_macs):
             saved[b] = sum(d * (1 - _group_dot(a_in, a_out, conv.groups).item() / (conv.in_channels * conv.out_channels / conv.groups))
