@@ -95,7 +95,7 @@ def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
     learn.opt.load_state_dict(s['opt'])
     return s['epoch'], s['history']
 
-# %% ../nbs/11_train.ipynb #9dc77c7c
+# %% ../nbs/11_train.ipynb #d90f7dcd
 class ChannelsLast(Callback):
     "Feed the model channels-last images (set the model's memory format too)"
     order = 5
@@ -115,7 +115,7 @@ def _final_metrics(learn, p:Preset) -> dict:
     return out
 
 @call_parse
-def train(preset:str='cifar10_r20',  # a preset in `bsgate.learner.PRESETS`
+def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (positional on the command line)
           data:str=None,             # folder in the dataset's layout, or a .tar.gz of it (None: fastai's download)
           epochs:int=None,           # override the preset's epochs (schedules follow)
           bs:int=None,               # override the batch size

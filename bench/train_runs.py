@@ -1,0 +1,46 @@
+"""CPU-scale training runs of the paper's recipes on the real data in ../shared/data (issue: fastai training).
+
+Each run trains a preset with `bsgate.train.train` on a subset, then prints and writes to bench/results/train_<name>.json
+the final validation metrics (accuracy or mIoU, mean MACs per image, fraction of dense, gate categories), the wall time
+and the machine. Checkpoints go to bench/results/runs/<name>/ (git-ignored). Example:
+
+    .venv/bin/python bench/train_runs.py cifar        # gated ResNet-20, batch-shaping + L0 (~20-40 min on 2 CPU cores)
+    .venv/bin/python bench/train_runs.py camvid imagenette
+"""
+import json, os, platform, sys, time, argparse
+from pathlib import Path
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(os.environ.get('BSGATE_DATA', ROOT.parent / 'shared' / 'data'))
+RUNS = {
+    # name: (preset, data path, overrides)
+    'cifar': ('cifar10_r20', DATA / 'cifar10' / 'train.tar.gz', dict(limit=20000, epochs=12, bs=128, lr=0.1)),
+    'cifar_dense': ('cifar10_r20_dense', DATA / 'cifar10' / 'train.tar.gz', dict(limit=20000, epochs=12, bs=128, lr=0.1)),
+    'camvid': ('camvid_pspnet_r18', DATA / 'camvid', dict(epochs=2, bs=8, size=192, limit=200)),
+    'imagenette': ('imagenette_r18', DATA / 'imagenette2-160', dict(epochs=2, bs=64, size=128, limit=3000)),
+}
+
+def run(name:str, resume:bool=False) -> dict:
+    from bsgate.train import train
+    preset, data, kw = RUNS[name]
+    if not data.exists(): raise FileNotFoundError(f"{name}: no data at {data} (set BSGATE_DATA)")
+    out = ROOT / 'bench' / 'results' / 'runs' / name
+    t0 = time.time()
+    m = train(preset, data=str(data), out=str(out), quiet=True, resume=resume and (out / 'checkpoint.pth').exists(), **kw)
+    res = dict(name=name, preset=preset, overrides=kw, wall_s=round(time.time() - t0, 1),
+               machine=dict(cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+                            platform=platform.platform(), load_avg=os.getloadavg()),
+               metrics={k: v for k, v in m.items() if k != 'layers'}, layers=m.get('layers'))
+    (ROOT / 'bench' / 'results' / f'train_{name}.json').write_text(json.dumps(res, indent=1))
+    task = {k: m[k] for k in ('accuracy', 'miou', 'pixel_acc') if k in m}
+    print(f"{name}: {task} | MACs/image {m.get('macs', float('nan'))/1e6:.2f} M = {m.get('mac_frac', float('nan')):.3f} of dense"
+          f" | gates {m.get('gates')} | {res['wall_s']:.0f} s", flush=True)
+    return res
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('names', nargs='+', choices=sorted(RUNS))
+    ap.add_argument('--resume', action='store_true', help='continue runs that have a checkpoint')
+    a = ap.parse_args()
+    for n in a.names: run(n, a.resume)
