@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get('BSGATE_DATA', ROOT.parent / 'shared' / 'data'))
 RUNS = {
     # name: (preset, data path, overrides)
-    'cifar': ('cifar10_r20', DATA / 'cifar10' / 'train.tar.gz', dict(limit=20000, epochs=12, bs=128, lr=0.1)),
-    'cifar_dense': ('cifar10_r20_dense', DATA / 'cifar10' / 'train.tar.gz', dict(limit=20000, epochs=12, bs=128, lr=0.1)),
+    'cifar': ('cifar10_r20', DATA / 'cifar10' / 'train.tar.gz', dict(limit=15000, epochs=8, bs=128, lr=0.1)),
+    'cifar_dense': ('cifar10_r20_dense', DATA / 'cifar10' / 'train.tar.gz', dict(limit=15000, epochs=8, bs=128, lr=0.1)),
     'camvid': ('camvid_pspnet_r18', DATA / 'camvid', dict(epochs=2, bs=8, size=192, limit=200)),
     'imagenette': ('imagenette_r18', DATA / 'imagenette2-160', dict(epochs=2, bs=64, size=128, limit=3000)),
 }
