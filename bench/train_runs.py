@@ -17,6 +17,7 @@ RUNS = {
     # name: (preset, data path, overrides)
     'cifar': ('cifar10_r20', DATA / 'cifar10' / 'train.tar.gz', dict(limit=15000, epochs=8, bs=128, lr=0.1)),
     'cifar_dense': ('cifar10_r20_dense', DATA / 'cifar10' / 'train.tar.gz', dict(limit=15000, epochs=8, bs=128, lr=0.1)),
+    'cifar_lam10': ('cifar10_r20', DATA / 'cifar10' / 'train.tar.gz', dict(limit=10000, epochs=6, bs=128, lr=0.1, lam=10.0)),
     'camvid': ('camvid_pspnet_r18', DATA / 'camvid', dict(epochs=2, bs=8, size=192, limit=200)),
     'imagenette': ('imagenette_r18', DATA / 'imagenette2-160', dict(epochs=2, bs=64, size=128, limit=3000)),
 }
