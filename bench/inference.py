@@ -149,7 +149,7 @@ def main():
             warmup = 1 if big else min(a.patterns, 16) if bs == 1 else 2
             torch.manual_seed(1)
             x = torch.randn(bs, *size)
-            for kind in (['per-image'] if bs == 1 else kinds):
+            for kind in (['trained'] if a.checkpoint else ['per-image'] if bs == 1 else kinds):
                 for target in fractions:
                     if target is None:  # the trained gates decide
                         for g in gated.gate_modules(): g.override = None

@@ -17,10 +17,10 @@ from .models.resnet import GatedResNet
 __all__ = ['CL', 'STRATEGIES', 'CALL_MACS', 'CALL_SHARE', 'fold_bn', 'FoldedConv', 'FoldedGate', 'FastBlock', 'FoldedStem',
            'convert']
 
-# %% ../nbs/12_inference.ipynb #9cde8ad7
+# %% ../nbs/12_inference.ipynb #a302b074
 CL = torch.channels_last
 STRATEGIES = ('auto', 'group', 'union')
-CALL_MACS, CALL_SHARE = 7_000_000, 0.55  # one sliced call of a block costs CALL_MACS + CALL_SHARE × its dense MACs (`'auto'`)
+CALL_MACS, CALL_SHARE = 7_000_000, 0.45  # one sliced call of a block costs CALL_MACS + CALL_SHARE × its dense MACs (`'auto'`)
 
 def fold_bn(conv:nn.Conv2d, bn:nn.BatchNorm2d|None=None) -> tuple:
     "Weight and bias of `bn(conv(x))` as one convolution, with `bn`'s running statistics (eval mode)"
@@ -236,7 +236,7 @@ def forward(self:FastBlock, x:Tensor) -> Tensor:
     if x.shape[0] == 1: return self._branch(x, self._plan(self._open1(x), bucket))
     return self._batch(x, bucket)
 
-# %% ../nbs/12_inference.ipynb #71f00167
+# %% ../nbs/12_inference.ipynb #0cd7a6ef
 @patch
 def _needs(self:FastBlock, x:Tensor) -> list:
     "Per stage, (N, C) bool masks of the channels each image needs (gates + liveness), None where all are"
@@ -253,17 +253,18 @@ def _needs(self:FastBlock, x:Tensor) -> list:
     return need
 
 @patch
-def _macs(self:FastBlock, counts:list, n:int, hw) -> Tensor:
-    "Block MACs for per-stage output channel counts `counts` (None: all; (N,) tensors per image, or totals for n images)"
-    tot, cin = 0, self._convs[0].cin
+def _macs(self:FastBlock, counts:list, hw) -> list:
+    "Block MACs per image for per-stage lists of output channel counts (None: all), input spatial size `hw`"
+    n = max((len(c) for c in counts if c is not None), default=1)
+    tot, cin = [0] * n, [self._convs[0].cin] * n
     for c, conv in zip(counts, self._convs):
         hw = conv.out_hw(*hw)
-        cout = conv.cout if c is None else c
-        tot = tot + cin * cout * conv.ks[0] * conv.ks[1] * hw[0] * hw[1]
+        cout, f = c or [conv.cout] * n, conv.ks[0] * conv.ks[1] * hw[0] * hw[1]
+        tot = [t + a * b * f for t, a, b in zip(tot, cin, cout)]
         cin = cout
-    return tot.sum() if torch.is_tensor(tot) and tot.dim() else tot * n
+    return tot
 
-# %% ../nbs/12_inference.ipynb #873c9b86
+# %% ../nbs/12_inference.ipynb #2e802f8b
 @patch
 def _batch(self:FastBlock, x:Tensor, bucket:int) -> Tensor:
     "N > 1 images: one sliced batch if they share a gate pattern; else groups by pattern or the union (`strategy`)"
@@ -276,9 +277,9 @@ def _batch(self:FastBlock, x:Tensor, bucket:int) -> Tensor:
     union = [None if m is None else m.any(0) for m in need]
     strategy = self.strategy
     if strategy == 'auto':  # union, unless groups are cheaper even before counting them
-        call = CALL_MACS + CALL_SHARE * self._macs([None] * self.k, 1, hw)
-        per_image = self._macs([None if m is None else m.sum(1) for m in need], n, hw)
-        in_union = self._macs([None if u is None else u.sum() for u in union], n, hw)
+        call = CALL_MACS + CALL_SHARE * self._macs([None] * self.k, hw)[0]
+        per_image = sum(self._macs([None if m is None else m.sum(1).tolist() for m in need], hw))
+        in_union = n * self._macs([None if u is None else [int(u.sum())] for u in union], hw)[0]
         strategy = 'union' if per_image + call >= in_union else None
     if strategy != 'union':
         pats, inv = torch.unique(pat, dim=0, return_inverse=True)
