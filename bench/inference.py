@@ -13,8 +13,8 @@ the MAC fraction measured by `bsgate.macs.MacCounter` on those very patterns is 
 At batch 1 every repeat uses the next of `--patterns` different patterns, so oneDNN's per-shape kernel cache sees
 realistic variety. With `--checkpoint`, the gates come from the trained gated model instead (one case per batch size).
 
-    .venv/bin/python bench/inference.py --quick           # ~1-2 minutes
-    .venv/bin/python bench/inference.py                   # the full table (~10 minutes on 2 cores)
+    .venv/bin/python bench/inference.py --quick                # ~20 s
+    .venv/bin/python bench/inference.py --threads 1            # the full table (~4 minutes on 2 cores)
     .venv/bin/python bench/inference.py --models r56 --batch 32 --strategies auto,group,union --kinds per-image,shared
 
 It prints a markdown table and writes JSON (machine, settings, every timing) to `--out` (bench/results/, git-ignored).
@@ -43,7 +43,7 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 def build(name:str, checkpoint:str|None=None):
-    "(dense, gated, counter): the same weights with and without gates; random BN statistics unless a checkpoint is given"
+    "(dense, gated, counter): the same weights (a checkpoint's, if given) with and without gates, and a MAC counter"
     make, size, gate_at = MODELS[name]
     torch.manual_seed(0)
     gated = make(gate_layer='channel', gate_at=gate_at).eval()
@@ -53,7 +53,7 @@ def build(name:str, checkpoint:str|None=None):
             if isinstance(sd, dict) and isinstance(sd.get(k), dict): sd = sd[k]
         gated.load_state_dict(sd)
     dense = make().eval()
-    missing = dense.load_state_dict({k: v for k, v in gated.state_dict().items() if '.gate' not in k})
+    dense.load_state_dict({k: v for k, v in gated.state_dict().items() if '.gate' not in k})
     return dense, gated, MacCounter(gated, size)
 
 def set_overrides(model, pattern):

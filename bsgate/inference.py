@@ -175,7 +175,7 @@ class FastBlock(nn.Module):
 
     def _shortcut(self, x:Tensor) -> Tensor: return x if self.downsample is None else self.downsample(x)
 
-# %% ../nbs/12_inference.ipynb #1eb0b7fb
+# %% ../nbs/12_inference.ipynb #65248c98
 @patch
 def _plan(self:FastBlock, opened:list, bucket:int=1) -> list:
     "Per stage `(indices, pad)` of the output channels to compute (None: all), from the open channels of each stage"
@@ -199,7 +199,7 @@ def _open1(self:FastBlock, x:Tensor) -> list:
     opened, pooled = [None] * self.k, None
     for i, g in self._gates:
         if type(g) is FoldedGate:
-            if pooled is None: xv = x.view(x.shape[1], -1); pooled = (xv.sum(1), xv.shape[1])
+            if pooled is None: xv = x.reshape(x.shape[1], -1); pooled = (xv.sum(1), xv.shape[1])  # a view, NCHW or NHWC
             idx = g.open1(pooled)
         else: idx = g(x)[0].nonzero().squeeze(1)
         if g.nf == 1 and len(idx): idx = None  # an open block gate: every channel
