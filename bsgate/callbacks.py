@@ -16,7 +16,7 @@ from fastai.callback.schedule import SchedLin, SchedNo
 from fastai.learner import Metric
 from .shaping import batch_shaping_loss, BetaPrior
 from .sparsity import l0_loss
-from .macs import MacCounter
+from .macs import MacCounter, GateMACs
 from .models.resnet import GatedResNet
 
 # %% auto #0
@@ -119,14 +119,24 @@ class BatchShaping(_TrainTerm):
         self.learn.loss_grad = self.learn.loss_grad + self.gamma * self.bs_loss
 
 class L0Penalty(_TrainTerm):
-    "Add λ · L0 loss (the expected fraction of open gates, or of gated MACs) to the gradient loss"
+    "Add λ · L0 loss (the expected fraction of open gates, or of gated MACs) to the gradient loss, or its budget form"
     def __init__(self,
-                 lam:float=0.,          # weight λ; zero until a `GateScheduler` ramps it up
-                 macs:list|None=None):  # per gate layer the MACs each gate controls (`gate_mac_weights`), or None
+                 lam:float=0.,                  # weight λ; zero until a `GateScheduler` ramps it up
+                 macs:list|GateMACs|None=None,  # per gate layer the MACs each gate controls, a `gate_mac_weights`, or None
+                 target:float|None=None):       # budget form: λ · max(0, E[MAC fraction] − target); needs `GateMACs`
+        if target is not None:
+            if not isinstance(macs, GateMACs): raise ValueError("L0Penalty: a MAC `target` needs `macs=gate_mac_weights(model, input_size)`")
+            if not 0 < target <= 1: raise ValueError(f"L0Penalty: target is a fraction of the dense MACs in (0, 1], got {target}")
         store_attr()
+    def before_fit(self):
+        self._w = self.macs.ordered(self.gate_collector.modules) if isinstance(self.macs, GateMACs) else self.macs
     def after_loss(self):
         if not self.training: return
-        self.l0 = l0_loss([l.float() for l in self.gate_collector.logits], self.macs)
+        logits = [l.float() for l in self.gate_collector.logits]
+        if self.target is None: self.l0 = l0_loss(logits, self._w)
+        else:
+            self.mac_frac = self.macs.expected([torch.sigmoid(l) for l in logits], self.gate_collector.modules)
+            self.l0 = (self.mac_frac - self.target).clamp(min=0)
         self._log(self.l0)
         if self.lam: self.learn.loss_grad = self.learn.loss_grad + self.lam * self.l0
 
@@ -253,9 +263,9 @@ class GateMetric(Metric):
 
 # %% ../nbs/08_callbacks.ipynb #520ed35d
 def gate_callbacks(gamma:float=0.75, lam:float=0., warmup:float=0.2, ramp_end:float=0.6, tau:float|None=None,
-                   prior:BetaPrior|None=None, macs=None, schedule:bool=True, stats:bool=True) -> list:
-    "The callbacks that train a gated model the paper's way (see `paper_schedules` for the arguments)"
-    cbs = [GateCollector(), BatchShaping(gamma, prior), L0Penalty(lam if not schedule else 0., macs), NoGateWD()]
+                   prior:BetaPrior|None=None, macs=None, target:float|None=None, schedule:bool=True, stats:bool=True) -> list:
+    "The callbacks that train a gated model the paper's way (see `paper_schedules` for the arguments, `L0Penalty` for `macs`, `target`)"
+    cbs = [GateCollector(), BatchShaping(gamma, prior), L0Penalty(lam if not schedule else 0., macs, target), NoGateWD()]
     if schedule: cbs.append(GateScheduler(paper_schedules(gamma, lam, warmup, ramp_end, tau)))
     if stats: cbs.append(GateStats())
     return cbs

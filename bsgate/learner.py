@@ -17,6 +17,7 @@ from fastai.callback.schedule import ParamScheduler, SchedNo, SchedCos
 from .models.resnet import cifar_resnet, imagenet_resnet, from_torchvision
 from .models.pspnet import PSPNet, pspnet_loss
 from .models.gaternet import GaterNet
+from .macs import gate_mac_weights
 from .callbacks import gate_callbacks, gate_metrics, gate_splitter, Phases
 
 # %% auto #0
@@ -48,6 +49,7 @@ class Preset:
     lam: float = 0.5               # final L0 weight (our choice)
     warmup: float = 0.2            # γ → 0 over this fraction of training; λ = 0 during it
     ramp_end: float = 0.6          # λ reaches its final value here
+    mac_target: float|None = None  # budget form of L0 (our choice): λ·max(0, E[MAC fraction] − mac_target)
     size: int = 32                 # image side (classification) or crop side (segmentation)
     valid_pct: float = 0.1         # validation split carved from train when the data has none
     pretrained: str|None = None    # a torchvision ResNet checkpoint file for the backbone
@@ -162,7 +164,11 @@ class PixelAccuracy(ConfusionMetric):
 def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=None, **kwargs) -> Learner:
     "A fastai `Learner` for `model` trained with preset `p`: SGD, lr schedule, gate callbacks and metrics"
     gated = p.gate_layer is not None or p.arch == 'gaternet'
-    cbs = [lr_schedule(p)] + (gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end) if gated else []) + list(cbs or [])
+    gm = None
+    if gated and p.mac_target is not None:
+        side = p.size if isinstance(p.size, int) else p.size[0]
+        gm = gate_mac_weights(model, (3, side, side))   # the budget at the training resolution
+    cbs = [lr_schedule(p)] + (gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end, macs=gm, target=p.mac_target) if gated else []) + list(cbs or [])
     metrics = list(metrics) + (gate_metrics() if gated else [])
     return Learner(dls, model, loss_func=loss_func, opt_func=opt_func(p), splitter=gate_splitter, lr=p.lr, wd=p.wd,
                    metrics=metrics, cbs=cbs, **kwargs)

@@ -12,7 +12,8 @@ from fastcore.basics import patch
 from .blocks import ResBlock
 
 # %% auto #0
-__all__ = ['fvcore_counts', 'dense_macs', 'block_masks', 'ConditionalMACs', 'MacCounter', 'conditional_macs', 'savable_by_module']
+__all__ = ['fvcore_counts', 'dense_macs', 'block_masks', 'ConditionalMACs', 'MacCounter', 'conditional_macs', 'savable_by_module',
+           'GateMACs', 'gate_mac_weights']
 
 # %% ../nbs/07_macs.ipynb #6560f807
 def _zero(inputs, outputs): return 0
@@ -151,3 +152,42 @@ def savable_by_module(model:nn.Module, input_size:tuple, names:list|None=None) -
         sv = int(round(sum(v for b, v in saved.items() if any(b is m for m in mod.modules()))))
         if tot: out[name] = (sv, tot - sv)
     return out
+
+# %% ../nbs/07_macs.ipynb #a69683a8
+@dataclass
+class GateMACs:
+    "Per-image MACs of a gated network as `fixed + Σ weights · open gates`, with the dense reference"
+    modules: list     # the gate modules, in forward order
+    weights: list     # per gate module, a (C,) tensor: the MACs each of its gates switches on
+    fixed: float      # MACs with every gate closed (ungated layers and the gates' own overhead)
+    dense: int        # MACs of the network without gates
+    def ordered(self, modules:list) -> list:
+        "The weights in the order of `modules` (e.g. a `GateCollector`'s hooks)"
+        idx = {id(m): w for m, w in zip(self.modules, self.weights)}
+        missing = [type(m).__name__ for m in modules if id(m) not in idx]
+        if missing or len(modules) != len(self.modules):
+            raise ValueError(f"GateMACs: {len(modules)} gate modules given, {len(self.modules)} weighted; unknown: {missing[:3]}")
+        return [idx[id(m)] for m in modules]
+    def expected(self, probs:list, modules:list|None=None) -> Tensor:
+        "Mean fraction of dense MACs over the batch, from per-layer (N, C) open probabilities (differentiable)"
+        ws = self.weights if modules is None else self.ordered(modules)
+        if len(probs) != len(ws): raise ValueError(f"GateMACs.expected: {len(probs)} gate layers given, {len(ws)} weighted")
+        tot = sum((p.float().mean(0) * w.to(p.device)).sum() for p, w in zip(probs, ws))
+        return (self.fixed + tot) / self.dense
+
+def gate_mac_weights(model:nn.Module, input_size:tuple=(3, 224, 224)) -> GateMACs:
+    "The linear MAC model of `model`'s gates at `input_size` (C, H, W): what each gate switches on"
+    counter = MacCounter(model, input_size)
+    if not counter.blocks: raise ValueError("gate_mac_weights: the model has no gated `ResBlock`s")
+    mods, ws = [], []
+    for b, d in zip(counter.blocks, counter.conv_macs):
+        convs = [c for c, _ in b.stages]
+        for i in b.gate_at:
+            g, c = getattr(b, f'gate{i}'), convs[i - 1]
+            after = d[i] / convs[i].in_channels * c.out_channels if i < len(convs) else 0.  # the consumer's share
+            if g.nf == 1 and len(b.gate_at) == 1: w = sum(d[:i]) + after  # a block gate: what feeds it dies with it
+            else: w = d[i - 1] + after
+            mods.append(g)
+            ws.append(torch.full((g.nf,), w / g.nf, dtype=torch.float64))
+    fixed = counter.total - sum(float(w.sum()) for w in ws)
+    return GateMACs(mods, ws, fixed, counter.dense)

@@ -132,6 +132,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           lr:float=None,             # override the peak learning rate
           gamma:float=None,          # override the batch-shaping weight γ
           lam:float=None,            # override the final L0 weight λ
+          mac_target:float=None,     # hold the MACs to this fraction of dense (L0's budget form)
           size:int=None,             # override the image or crop size
           pretrained:str=None,       # torchvision ResNet checkpoint file for the backbone
           limit:int=None,            # use at most this many images per split (quick runs)
@@ -147,7 +148,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/metrics.json"
     out = Path(out or f'runs/{preset}')
     cfg_file, ckpt = out / 'config.json', out / 'checkpoint.pth'
-    overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, size=size, pretrained=pretrained, seed=seed)
+    overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, mac_target=mac_target, size=size, pretrained=pretrained, seed=seed)
     if resume:
         if not cfg_file.is_file(): raise FileNotFoundError(f"--resume: no {cfg_file}; train without --resume first")
         p = Preset.from_json(cfg_file.read_text())
