@@ -227,13 +227,16 @@ class GateStats(Callback):
         self._open = [torch.zeros(g.nf, dtype=torch.float64) for g in self.gates]
         self._n, self._macs, self._dense = 0, [], None
         self._counters = getattr(self, '_counters', {})
+    def before_batch(self):
+        "Build the MAC counter for a new input size now: its fvcore trace runs the model and would overwrite the gates"
+        if self.training or not self.gates: return
+        shape = tuple(self.xb[0].shape[1:])
+        if shape not in self._counters: self._counters[shape] = MacCounter(unwrap(self.model), shape)
     def after_batch(self):
         if self.training or not self.gates: return
         for acc, g in zip(self._open, self.gates): acc += g.gates.detach().double().sum(0).cpu()
         self._n += self.gates[0].gates.shape[0]
-        shape = tuple(self.xb[0].shape[1:])
-        if shape not in self._counters: self._counters[shape] = MacCounter(unwrap(self.model), shape)
-        r = self._counters[shape]()
+        r = self._counters[tuple(self.xb[0].shape[1:])]()
         self._macs.append(r.macs); self._dense = r.dense
 
     def after_validate(self):

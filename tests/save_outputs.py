@@ -1,0 +1,53 @@
+"""Execute notebooks the way the tests do and save their outputs in place, so the docs site shows the figures.
+
+nbdev renders the outputs stored in each notebook; it does not execute notebooks (only `show_doc` cells and imports).
+This runs each given notebook with nbdev's test rules (cells tagged with a `tst_flags` flag are skipped unless named
+with `--flags`), copies every executed cell's outputs into the notebook (a skipped cell keeps the outputs it has, so
+a figure from a long run made once stays), and cleans it with nbdev's cleaner.
+
+    .venv/bin/python tests/save_outputs.py nbs/13_analysis.ipynb nbs/tutorials/cifar10.ipynb
+    .venv/bin/python tests/save_outputs.py nbs/tutorials/cifar10.ipynb --flags data   # also run `data` cells
+"""
+import argparse, json, os, sys, time
+from pathlib import Path
+from fastcore.basics import str2bool
+from execnb.shell import CaptureShell
+from nbdev.config import get_config
+from nbdev.process import NBProcessor
+from nbdev.frontmatter import FrontmatterProc
+from nbdev.clean import clean_nb
+from fastcore.xtras import working_directory
+
+
+def run(fn:Path, force:set) -> float:
+    cfg = get_config()
+    flags = set(cfg.tst_flags.split()) - force
+    nb = NBProcessor(fn, procs=FrontmatterProc, process=True).nb
+    def _no_eval(cell):
+        if cell.cell_type != 'code': return True
+        if 'nbdev_export' + '(' in cell.source: return True
+        direc = getattr(cell, 'directives_', {}) or {}
+        return bool(flags & direc.keys())
+    sys.path.insert(0, str(cfg.config_path))
+    os.environ['IN_TEST'] = '1'
+    t0 = time.time()
+    k = CaptureShell(fn, mpl_format='png')  # 1x PNGs: the notebooks stay small
+    with working_directory(fn.parent):
+        k.run_all(nb, exc_stop=True, preproc=_no_eval)
+    ran = {c['id']: c for c in nb.cells if c.cell_type == 'code' and not _no_eval(c)}
+    raw = json.loads(fn.read_text())
+    for c in raw['cells']:
+        if c['cell_type'] == 'code' and c.get('id') in ran:
+            c['outputs'] = [dict(o) for o in ran[c['id']].get('outputs', [])]
+    clean_nb(raw)
+    fn.write_text(json.dumps(raw, sort_keys=True, indent=1, ensure_ascii=False) + '\n')
+    return time.time() - t0
+
+
+if __name__ == '__main__':
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument('notebooks', nargs='+', type=Path)
+    ap.add_argument('--flags', nargs='*', default=[], help='tst_flags to run anyway (e.g. data slow)')
+    a = ap.parse_args()
+    for f in a.notebooks:
+        print(f"{f}: {run(f.resolve(), set(a.flags)):.0f} s", flush=True)
