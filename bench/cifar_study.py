@@ -1,7 +1,7 @@
 """CPU-scale CIFAR-10 study: dense ResNet-20 against gated ResNet-32/56 held to ResNet-20's MACs (issue: evidence).
 
-Every run uses the same data (the first `--limit` images of the real CIFAR-10 train set, a fixed seeded 10% per class
-held out for validation), the same epochs, batch size and learning rate. The gated runs use the L0 term in its budget form
+Every run uses the same data (the real CIFAR-10 train set with a fixed seeded 10% per class held out for validation,
+all 5,000 of it; training on a fixed seeded subset of `--limit` of the other 45,000), the same epochs, batch size and learning rate. The gated runs use the L0 term in its budget form
 (`Preset.mac_target`, our choice): λ · max(0, expected MAC fraction − target), with the target set to ResNet-20's dense MACs
 over the gated model's dense MACs, times `--margin`. `r32_l0only` is `r32_bas_l0` with γ = 0 (no batch-shaping).
 

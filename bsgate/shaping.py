@@ -86,7 +86,7 @@ def _bs_fwd(x:Tensor, prior:BetaPrior):
     N = x.shape[0]
     xs, idx = x.sort(dim=0)
     F = prior.cdf(xs)
-    e = torch.arange(1, N + 1, device=x.device, dtype=x.dtype).div_(N + 1).unsqueeze(1)
+    e = torch.arange(1, N + 1, device=x.device, dtype=x.dtype).unsqueeze(1).div(N + 1)  # no in-place op: compiles from cold
     return xs, idx, F, e
 
 def _bs_bwd(grad_out:Tensor, xs:Tensor, idx:Tensor, F:Tensor, e:Tensor, prior:BetaPrior, clip=(1e-3, 100.)):

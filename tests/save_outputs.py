@@ -38,7 +38,8 @@ def run(fn:Path, force:set) -> float:
     raw = json.loads(fn.read_text())
     for c in raw['cells']:
         if c['cell_type'] == 'code' and c.get('id') in ran:
-            c['outputs'] = [dict(o) for o in ran[c['id']].get('outputs', [])]
+            c['outputs'] = [dict(o) for o in ran[c['id']].get('outputs', [])  # warnings (stderr) are not for the docs
+                            if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
     clean_nb(raw)
     fn.write_text(json.dumps(raw, sort_keys=True, indent=1, ensure_ascii=False) + '\n')
     return time.time() - t0
