@@ -209,7 +209,7 @@ def main():
                 c, secs, err, diff = try_compile(COMPILE_TARGETS[name], *inputs[n], ctx)
                 compile_info[f'{name}@{n}'] = dict(ok=c is not None, compile_s=round(secs, 1), error=err, max_abs_diff=diff)
                 print(f"    {'ok' if c else 'FAILED'} in {secs:.1f} s" + (f": {err}" if err else f", max |compiled − eager| {diff:.1e}"), flush=True)
-                if c is not None and name != 'compiled_cold': fns[f'{name}@{n}'] = loss_call(c, *inputs[n], ctx)
+                if c is not None: fns[f'{name}@{n}'] = loss_call(c, *inputs[n], ctx)  # compiled_cold too, now that it compiles
     fns = {k: fns[k] for k in ['step'] + [f'{v}@{n}' for n in batches for v in VARIANTS] if k in fns}
     # the paper batch's losses take ~50× longer: fewer calls per round there
     blocks = {k: a.loss_iters if k.endswith(f'@{a.batch}') else max(2, a.loss_iters // 5) for k in fns if k != 'step'}
@@ -229,7 +229,7 @@ def main():
                 ms = r[k][f'{c}_ms']
                 rows.append(dict(variant=v, batch=n, ms=ms, wall_ms=r[k]['wall_ms'], cpu_ms=r[k]['cpu_ms'],
                                  step_ms=step_n, step_estimated=n != a.batch, share=ms / step_n))
-            elif f'{v}@{n}' in compile_info:
+            elif k in compile_info and not compile_info[k]['ok']:
                 rows.append(dict(variant=v, batch=n, ms=None, error=compile_info[k]['error'], step_ms=step_n,
                                  step_estimated=n != a.batch, share=None))
     res = dict(machine=machine, args=vars(a), clock=c, when=datetime.now(timezone.utc).isoformat(timespec='seconds'),
