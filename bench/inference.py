@@ -28,19 +28,14 @@ from bsgate.models.resnet import cifar_resnet, resnet50
 from bsgate.macs import MacCounter
 from bsgate.inference import convert, STRATEGIES
 
+from common import machine_info  # bench/common.py
+
 ROOT = Path(__file__).resolve().parent.parent
 MODELS = {  # name: (factory, input size, gated stages)
     'r20': (lambda **kw: cifar_resnet(20, **kw), (3, 32, 32), (1,)),
     'r56': (lambda **kw: cifar_resnet(56, **kw), (3, 32, 32), (1,)),
     'r50': (lambda **kw: resnet50(**kw), (3, 224, 224), (1, 2)),  # (1, 2): conv1 alone can go no lower than 32%
 }
-
-def cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
 
 def build(name:str, checkpoint:str|None=None):
     "(dense, gated, counter): the same weights (a checkpoint's, if given) with and without gates, and a MAC counter"
@@ -133,8 +128,7 @@ def main():
     if a.checkpoint and len(models) != 1: ap.error('--checkpoint needs exactly one model in --models')
     for s in strategies:
         if s not in STRATEGIES: ap.error(f"unknown strategy {s!r}; choose from {STRATEGIES}")
-    machine = dict(cpu=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                   python=platform.python_version(), platform=platform.platform(), loadavg_start=os.getloadavg())
+    machine = machine_info()
     print(f"# {machine['cpu']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, {machine['threads']} threads, "
           f"load average {' '.join(f'{v:.2f}' for v in machine['loadavg_start'])}\n")
     rows, t_start = [], time.time()

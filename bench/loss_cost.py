@@ -39,18 +39,11 @@ from bsgate.sparsity import l0_loss
 from bsgate.learner import get_preset, build_model
 from bsgate.callbacks import find_gates, gate_params
 
+from common import machine_info, fmt_load, write_results  # bench/common.py
+
 ROOT = Path(__file__).resolve().parent.parent
 GAMMA, LAM, GOAL = 0.75, 0.5, 0.02
 VARIANTS = ('eager', 'eager_bs', 'eager_l0', 'eager_validate', 'compiled_cold', 'compiled', 'compiled_fixed')
-
-def cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def fmt_load(v): return ' '.join(f'{x:.2f}' for x in v)
 
 # ---------------------------------------------------------------------------------------------------- the losses
 def losses(probs:list, logits:list, validate:bool=False):
@@ -156,8 +149,7 @@ def main():
     if a.quick: a.batch, a.size, a.repeats, a.loss_iters = 8, 128, 2, 5
     torch.set_num_threads(a.threads)
     a.clock = a.clock or ('cpu' if a.threads == 1 else 'wall')
-    machine = dict(cpu=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                   python=platform.python_version(), platform=platform.platform(), loadavg_start=os.getloadavg())
+    machine = machine_info()
     print(f"# {machine['cpu']}, {machine['cpu_count']} CPUs, torch {machine['torch']}, {machine['threads']} threads, "
           f"load average {fmt_load(machine['loadavg_start'])}\n", flush=True)
     t_start = time.time()
@@ -262,12 +254,7 @@ def main():
             f"{k}: {'ok' if v['ok'] else 'FAILED'} ({v['compile_s']} s" + (f", max |compiled − eager| {v['max_abs_diff']:.1e})" if v['ok'] else ')')
             for k, v in compile_info.items()))
     md = '\n'.join(md) + '\n'
-    print('\n' + md)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    out.with_suffix('.md').write_text(md)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_results(a.out, res, md)
 
 if __name__ == '__main__':
     main()

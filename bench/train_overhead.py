@@ -37,21 +37,10 @@ from bsgate.shaping import batch_shaping_loss
 from bsgate.sparsity import l0_loss
 from bsgate.callbacks import find_gates, gate_params
 
+from common import machine_info, fmt_load, write_results  # bench/common.py
+
 ROOT = Path(__file__).resolve().parent.parent
 GAMMA, LAM, GOAL = 0.75, 0.5, 1.10
-
-def cpu_name() -> str:
-    try:
-        for line in Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('model name'): return line.split(':', 1)[1].strip()
-    except OSError: pass
-    return platform.processor() or platform.machine()
-
-def machine_info() -> dict:
-    return dict(cpu=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                python=platform.python_version(), platform=platform.platform(), loadavg_start=os.getloadavg())
-
-def fmt_load(v): return ' '.join(f'{x:.2f}' for x in v)
 
 # ---------------------------------------------------------------------------------------------------- models, steps
 def build(depth:int=56):
@@ -381,12 +370,7 @@ def main():
     res['machine']['loadavg_end'] = os.getloadavg()
     res['elapsed_s'] = time.time() - t0
     md = tables(res)
-    print('\n' + md)
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(res, indent=1))
-    out.with_suffix('.md').write_text(md)
-    print(f"wrote {out} and {out.with_suffix('.md')}")
+    write_results(a.out, res, md)
 
 if __name__ == '__main__':
     main()
