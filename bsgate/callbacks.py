@@ -129,13 +129,17 @@ class L0Penalty(_TrainTerm):
             if not 0 < target <= 1: raise ValueError(f"L0Penalty: target is a fraction of the dense MACs in (0, 1], got {target}")
         store_attr()
     def before_fit(self):
-        self._w = self.macs.ordered(self.gate_collector.modules) if isinstance(self.macs, GateMACs) else self.macs
+        "Put the MAC weights in the collector's order once (and on the device at the first batch), not every batch"
+        mods = self.gate_collector.modules
+        self._w = self.macs.ordered(mods) if isinstance(self.macs, GateMACs) else self.macs
+        if self.target is not None: self._gm = GateMACs(mods, self._w, self.macs.fixed, self.macs.dense)
     def after_loss(self):
         if not self.training: return
         logits = [l.float() for l in self.gate_collector.logits]
         if self.target is None: self.l0 = l0_loss(logits, self._w)
         else:
-            self.mac_frac = self.macs.expected([torch.sigmoid(l) for l in logits], self.gate_collector.modules)
+            if self._gm.weights[0].device != logits[0].device: self._gm.weights = [w.to(logits[0].device) for w in self._gm.weights]
+            self.mac_frac = self._gm.expected([torch.sigmoid(l) for l in logits])
             self.l0 = (self.mac_frac - self.target).clamp(min=0)
         self._log(self.l0)
         if self.lam: self.learn.loss_grad = self.learn.loss_grad + self.lam * self.l0
