@@ -119,7 +119,7 @@ def collect_gates(learn,                     # a fastai `Learner`, or a model (t
             if max_batches is not None and i >= max_batches: break
             x, y = b[0].to(dev), b[1].to(dev)
             shape = tuple(x.shape[1:])
-            if shape not in counters: counters[shape] = MacCounter(model, shape)  # fvcore traces a forward: before ours
+            if shape not in counters: counters[shape] = MacCounter(model, shape)  # once per input size
             out = model(x)
             if isinstance(out, (tuple, list)): out = out[0]      # (main, aux) or similar: the main output
             r, c = _per_image(out, y, ignore_index), counters[shape]()

@@ -232,7 +232,7 @@ class GateStats(Callback):
         self._n, self._macs, self._dense = 0, [], None
         self._counters = getattr(self, '_counters', {})
     def before_batch(self):
-        "Build the MAC counter for a new input size now: its fvcore trace runs the model and would overwrite the gates"
+        "Build the MAC counter once per input size (its fvcore trace runs the model; it keeps the gates as they were)"
         if self.training or not self.gates: return
         shape = tuple(self.xb[0].shape[1:])
         if shape not in self._counters: self._counters[shape] = MacCounter(unwrap(self.model), shape)

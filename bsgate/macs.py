@@ -29,6 +29,8 @@ def fvcore_counts(model:nn.Module, x:Tensor):
     was_training = model.training
     forced = {m: m.override for m in model.modules() if getattr(m, 'override', None) is not None}
     for m in forced: m.override = None  # a forced (N, C) pattern need not fit the 1-image trace
+    _state = ('probs', 'logits', 'gates')  # the trace runs the model: keep the gates of the caller's last forward
+    kept = {m: [getattr(m, a) for a in _state] for m in model.modules() if all(hasattr(m, a) for a in _state)}
     model.eval()
     try:
         dev = next((p.device for p in model.parameters()), x.device)
@@ -41,6 +43,8 @@ def fvcore_counts(model:nn.Module, x:Tensor):
     finally:
         model.train(was_training)
         for m, o in forced.items(): m.override = o
+        for m, vs in kept.items():
+            for a, v in zip(_state, vs): setattr(m, a, v)
     return fca
 
 def dense_macs(model:nn.Module,       # any model; its gates, if any, are counted as overhead
