@@ -13,16 +13,17 @@ from fastai.callback.core import Callback
 from fastai.callback.hook import HookCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.schedule import SchedLin, SchedNo
-from fastai.learner import Metric
-from .shaping import batch_shaping_loss, BetaPrior
+from fastai.learner import Metric, Learner
+from .shaping import batch_shaping_loss, BetaPrior, REDUCTIONS
 from .sparsity import l0_loss
 from .macs import MacCounter, GateMACs
 from .models.resnet import GatedResNet
 
 # %% auto #0
-__all__ = ['synth_gated_learner', 'unwrap', 'find_gates', 'GateCollector', 'TrainTermMetric', 'gather_batch', 'BatchShaping',
-           'L0Penalty', 'Phases', 'paper_schedules', 'GateScheduler', 'gate_params', 'gate_splitter', 'NoGateWD',
-           'GateStats', 'GateMetric', 'gate_callbacks', 'gate_metrics']
+__all__ = ['BUDGETS', 'synth_gated_learner', 'unwrap', 'find_gates', 'GateCollector', 'TrainTermMetric', 'gather_batch',
+           'BatchShaping', 'open_target', 'L0Penalty', 'Phases', 'paper_schedules', 'GateScheduler', 'gate_params',
+           'gate_splitter', 'NoGateWD', 'GateStats', 'GateMetric', 'gate_callbacks', 'gate_metrics', 'recalibrate_bn',
+           'BNRecalibration']
 
 # %% ../nbs/08_callbacks.ipynb #88346e40
 def synth_gated_learner(n:int=128, bs:int=32, size:int=8, n_classes:int=2, cbs=None, metrics=None,
@@ -108,22 +109,36 @@ class BatchShaping(_TrainTerm):
                  gamma:float=0.75,            # weight γ (a `GateScheduler` may anneal it)
                  prior:BetaPrior|None=None,   # Beta(0.6, 0.4) by default
                  gather:bool=True,            # under DDP, shape the gates of the global batch, not the per-GPU one
-                 validate:bool=False):        # value checks with a host sync (off in training loops)
+                 validate:bool=False,         # value checks with a host sync (off in training loops)
+                 reduction:str='sum'):        # 'sum' over gates (γ = 0.75 as in the reference training code) or 'mean'
+        if reduction not in REDUCTIONS: raise ValueError(f"BatchShaping: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         store_attr()
     def after_loss(self):
         if not self.training or not self.gamma: return
         p = self.gate_collector.probs.float()
         if self.gather: p = gather_batch(p)
-        self.bs_loss = batch_shaping_loss(p, self.prior, validate=self.validate)
+        self.bs_loss = batch_shaping_loss(p, self.prior, validate=self.validate, reduction=self.reduction)
         self._log(self.bs_loss)
         self.learn.loss_grad = self.learn.loss_grad + self.gamma * self.bs_loss
 
+BUDGETS = ('mac', 'layer', 'open')
+
+def open_target(gm:GateMACs, target:float) -> float:
+    "The open fraction every gate layer must keep for the network to cost `target` × its dense MACs (exact for Basic blocks)"
+    gated = sum(float(w.sum()) for w in gm.weights)
+    t = (target * gm.dense - gm.fixed) / gated
+    if t <= 0: raise ValueError(f"L0Penalty: a MAC target of {target} is below what the network costs with every gate closed "
+                                f"({gm.fixed / gm.dense:.3f} of dense)")
+    return min(t, 1.)
+
 class L0Penalty(_TrainTerm):
-    "Add λ · L0 loss (the expected fraction of open gates, or of gated MACs) to the gradient loss, or its budget form"
+    "Add λ · L0 loss (the expected fraction of open gates, or of gated MACs) to the gradient loss, or one of its budget forms"
     def __init__(self,
                  lam:float=0.,                  # weight λ; zero until a `GateScheduler` ramps it up
                  macs:list|GateMACs|None=None,  # per gate layer the MACs each gate controls, a `gate_mac_weights`, or None
-                 target:float|None=None):       # budget form: λ · max(0, E[MAC fraction] − target); needs `GateMACs`
+                 target:float|None=None,        # budget: a fraction of the dense MACs to hold the network to; needs `GateMACs`
+                 budget:str='mac'):             # how the budget pushes: 'mac', 'layer' or 'open' (see below)
+        if budget not in BUDGETS: raise ValueError(f"L0Penalty: budget must be one of {BUDGETS}, got {budget!r}")
         if target is not None:
             if not isinstance(macs, GateMACs): raise ValueError("L0Penalty: a MAC `target` needs `macs=gate_mac_weights(model, input_size)`")
             if not 0 < target <= 1: raise ValueError(f"L0Penalty: target is a fraction of the dense MACs in (0, 1], got {target}")
@@ -132,15 +147,22 @@ class L0Penalty(_TrainTerm):
         "Put the MAC weights in the collector's order once (and on the device at the first batch), not every batch"
         mods = self.gate_collector.modules
         self._w = self.macs.ordered(mods) if isinstance(self.macs, GateMACs) else self.macs
-        if self.target is not None: self._gm = GateMACs(mods, self._w, self.macs.fixed, self.macs.dense)
+        if self.target is not None:
+            self._gm = GateMACs(mods, self._w, self.macs.fixed, self.macs.dense)
+            self.open_target = open_target(self._gm, self.target)
+    def term(self, logits:list) -> Tensor:
+        "The term λ multiplies, from one batch's gate logits (one (N, C) tensor per gate layer, in the collector's order)"
+        if self.target is None: return l0_loss(logits, self._w)
+        if self._gm.weights[0].device != logits[0].device: self._gm.weights = [w.to(logits[0].device) for w in self._gm.weights]
+        probs = [torch.sigmoid(l) for l in logits]
+        self.mac_frac = self._gm.expected(probs)
+        if self.budget == 'mac': return (self.mac_frac - self.target).clamp(min=0)
+        if self.budget == 'layer': return sum(p.shape[1] * (p.mean() - self.open_target).clamp(min=0) for p in probs)
+        p = torch.cat([p.mean(0) for p in probs])
+        return p.numel() * (p.mean() - self.open_target).clamp(min=0)
     def after_loss(self):
         if not self.training: return
-        logits = [l.float() for l in self.gate_collector.logits]
-        if self.target is None: self.l0 = l0_loss(logits, self._w)
-        else:
-            if self._gm.weights[0].device != logits[0].device: self._gm.weights = [w.to(logits[0].device) for w in self._gm.weights]
-            self.mac_frac = self._gm.expected([torch.sigmoid(l) for l in logits])
-            self.l0 = (self.mac_frac - self.target).clamp(min=0)
+        self.l0 = self.term([l.float() for l in self.gate_collector.logits])
         self._log(self.l0)
         if self.lam: self.learn.loss_grad = self.learn.loss_grad + self.lam * self.l0
 
@@ -226,6 +248,9 @@ class NoGateWD(Callback):
 class GateStats(Callback):
     "Over each validation pass: open fraction, always-on/off/conditional shares per gate layer, MACs per image"
     order = GateCollector.order
+    def __init__(self, threshold:float=0.01): # `conditional_thr`: on for more than this share of the images and off for more too
+        if not 0 <= threshold < 0.5: raise ValueError(f"GateStats: threshold must be in [0, 0.5), got {threshold}")
+        self.threshold = threshold
     def before_validate(self):
         self.gates = find_gates(self.model)
         self._open = [torch.zeros(g.nf, dtype=torch.float64) for g in self.gates]
@@ -247,11 +272,14 @@ class GateStats(Callback):
         "Summarise: per layer the open fraction and the categories, overall the same and the mean MACs"
         if not self.gates or not self._n: return
         freq = [o / self._n for o in self._open]
+        t = getattr(self, 'threshold', 0.01)
+        def cond_thr(f): return ((f > t) & (f < 1 - t)).double().mean().item()
         self.layers = [dict(open=f.mean().item(), on=(f == 1).double().mean().item(), off=(f == 0).double().mean().item(),
-                            conditional=((f > 0) & (f < 1)).double().mean().item(), nf=len(f)) for f in freq]
+                            conditional=((f > 0) & (f < 1)).double().mean().item(), conditional_thr=cond_thr(f), nf=len(f)) for f in freq]
         allf = torch.cat(freq)
         self.open_frac, self.always_on = allf.mean().item(), (allf == 1).double().mean().item()
         self.always_off, self.conditional = (allf == 0).double().mean().item(), ((allf > 0) & (allf < 1)).double().mean().item()
+        self.conditional_thr = cond_thr(allf)
         macs = torch.cat(self._macs)
         self.macs, self.mac_frac = macs.mean().item(), macs.mean().item() / self._dense
         self.per_image_macs = macs
@@ -270,14 +298,57 @@ class GateMetric(Metric):
 
 # %% ../nbs/08_callbacks.ipynb #520ed35d
 def gate_callbacks(gamma:float=0.75, lam:float=0., warmup:float=0.2, ramp_end:float=0.6, tau:float|None=None,
-                   prior:BetaPrior|None=None, macs=None, target:float|None=None, schedule:bool=True, stats:bool=True) -> list:
-    "The callbacks that train a gated model the paper's way (see `paper_schedules` for the arguments, `L0Penalty` for `macs`, `target`)"
-    cbs = [GateCollector(), BatchShaping(gamma, prior), L0Penalty(lam if not schedule else 0., macs, target), NoGateWD()]
+                   prior:BetaPrior|None=None, macs=None, target:float|None=None, schedule:bool=True, stats:bool=True,
+                   budget:str='mac', reduction:str='sum', bn_recal:int=0) -> list:
+    "The callbacks that train a gated model the paper's way (see `paper_schedules`, `L0Penalty` for `macs`, `target`, `budget`; `BNRecalibration`)"
+    cbs = [GateCollector(), BatchShaping(gamma, prior, reduction=reduction), L0Penalty(lam if not schedule else 0., macs, target, budget), NoGateWD()]
     if schedule: cbs.append(GateScheduler(paper_schedules(gamma, lam, warmup, ramp_end, tau)))
     if stats: cbs.append(GateStats())
+    if bn_recal: cbs.append(BNRecalibration(bn_recal))
     return cbs
 
 def gate_metrics() -> list:
-    "Recorder columns: batch-shaping and L0 terms (training means), MACs (M) per image, fraction of dense, conditional share"
+    "Recorder columns: batch-shaping and L0 terms (training means), MACs (M) per image, fraction of dense, conditional shares"
     return [TrainTermMetric('batch_shaping', 'bs_loss'), TrainTermMetric('l0_penalty', 'l0'),
-            GateMetric('macs', 1e-6, 'mmacs'), GateMetric('mac_frac'), GateMetric('conditional', name='cond')]
+            GateMetric('macs', 1e-6, 'mmacs'), GateMetric('mac_frac'), GateMetric('conditional', name='cond'),
+            GateMetric('conditional_thr', name='cond_thr')]
+
+# %% ../nbs/08_callbacks.ipynb #af3a3183
+def _bns(model:nn.Module) -> list: return [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+def recalibrate_bn(model:nn.Module,      # a gated (or any) network
+                   batches,              # an iterable of input batches, or of (input, target, ...) tuples, e.g. a DataLoader
+                   n_batches:int=100,    # how many batches to average over (fewer if `batches` ends first)
+                  ) -> int:              # the number of batches used
+    "Re-estimate every BatchNorm's running statistics with the model in eval mode (deterministic gates)"
+    if n_batches < 1: raise ValueError(f"recalibrate_bn: n_batches must be >= 1, got {n_batches}")
+    bns = _bns(model)
+    if not bns: return 0
+    was_training, momenta = model.training, [m.momentum for m in bns]
+    model.eval()
+    for m in bns: m.reset_running_stats(); m.momentum = None; m.train()
+    n = 0
+    try:
+        with torch.no_grad():
+            for b in batches:
+                model(b[0] if isinstance(b, (tuple, list)) else b)
+                n += 1
+                if n >= n_batches: break
+    finally:
+        for m, mo in zip(bns, momenta): m.momentum = mo
+        model.train(was_training)
+    if n == 0: raise ValueError("recalibrate_bn: `batches` gave no batch")
+    return n
+
+@patch
+def recalibrate_bn(self:Learner, n_batches:int=100) -> int:
+    "Re-estimate the model's BatchNorm statistics on `n_batches` of the training data, with the inference gates"
+    return recalibrate_bn(self.model, self.dls.train, n_batches)
+
+class BNRecalibration(Callback):
+    "At the end of a fit, re-estimate every BatchNorm's statistics under the inference gates (`recalibrate_bn`)"
+    order = GateCollector.order
+    def __init__(self, n_batches:int=100): self.n_batches = n_batches
+    def after_fit(self):
+        if self.n_batches and getattr(self.learn, 'opt', None) is not None and getattr(self, 'epoch', 0) + 1 >= self.n_epoch:
+            self.n_done = self.learn.recalibrate_bn(self.n_batches)

@@ -5,6 +5,7 @@
 # %% ../nbs/10_learner.ipynb #48a778de
 from __future__ import annotations
 import dataclasses, json
+from pathlib import Path
 from dataclasses import dataclass, field, asdict
 from functools import partial
 import torch
@@ -19,11 +20,12 @@ from .models.pspnet import PSPNet, pspnet_loss
 from .models.gaternet import GaterNet
 from .macs import gate_mac_weights
 from .callbacks import gate_callbacks, gate_metrics, gate_splitter, Phases
+from .gates import get_gate
 
 # %% auto #0
-__all__ = ['PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func', 'lr_schedule',
-           'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'gated_learner', 'cifar_learner', 'imagenet_learner',
-           'segmentation_learner']
+__all__ = ['PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func', 'WarmUp', 'lr_schedule',
+           'load_weights', 'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'gated_learner', 'cifar_learner',
+           'imagenet_learner', 'segmentation_learner']
 
 # %% ../nbs/10_learner.ipynb #e3f2c2cc
 @dataclass(frozen=True)
@@ -55,6 +57,12 @@ class Preset:
     pretrained: str|None = None    # a torchvision ResNet checkpoint file for the backbone
     aux_weight: float = 0.4        # PSPNet auxiliary loss weight
     seed: int = 42
+    lr_warmup: float = 0.          # linear lr warm-up from lr/10 over this fraction of training (0: none, the paper's)
+    bs_reduction: str = 'sum'      # batch-shaping summed over the gates: γ means what it meant in the reference training code
+    budget: str = 'layer'          # with `mac_target`: 'layer' (every gate layer held to one open fraction), 'mac' or 'open'
+    gate_bias: float = 2.          # initial bias of every gate logit (σ(2) = 0.88 open)
+    bn_recal: int = 100            # after training, re-estimate BatchNorm statistics under the inference gates on this many batches (0: off)
+    init: str|None = None          # start from these weights (a run folder or .pth; gates may be missing): gating a trained dense network
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
     @classmethod
     def from_json(cls, s:str) -> 'Preset':
@@ -68,6 +76,8 @@ def _cifar(depth, **kw): return Preset(f'cifar10_r{depth}', depth=depth, **kw)
 PRESETS = {p.name: p for p in [
     _cifar(20), _cifar(32), _cifar(56), _cifar(110),
     Preset('cifar10_r20_dense', depth=20, gate_layer=None, gamma=0., lam=0.),
+    Preset('cifar10_r32_dense', depth=32, gate_layer=None, gamma=0., lam=0.),
+    Preset('cifar10_r56_dense', depth=56, gate_layer=None, gamma=0., lam=0.),
     Preset('cifar10_r56_l0only', depth=56, gamma=0.),
     Preset('cifar10_r56_block', depth=56, gate_layer='block'),
     Preset('cifar10_gaternet_r20', arch='gaternet', depth=20),
@@ -100,7 +110,8 @@ def get_preset(name:str|Preset, **overrides) -> Preset:
 # %% ../nbs/10_learner.ipynb #a182bb9f
 def build_model(p:Preset) -> nn.Module:
     "The network of preset `p` (architectures are looked up in an explicit table, never by name in globals)"
-    gate = dict(gate_layer=p.gate_layer, gate_at=p.gate_at)
+    gl = partial(get_gate(p.gate_layer), init_bias=p.gate_bias) if isinstance(p.gate_layer, str) else p.gate_layer
+    gate = dict(gate_layer=gl, gate_at=p.gate_at)
     if p.arch == 'cifar_resnet': return cifar_resnet(p.depth, num_classes=p.num_classes, **gate)
     if p.arch == 'resnet':
         if p.pretrained: return from_torchvision(p.depth, p.pretrained, num_classes=p.num_classes, **gate)
@@ -119,6 +130,13 @@ def opt_func(p:Preset):
     "SGD with the preset's momentum and Nesterov flag (a PyTorch optimizer in fastai's `OptimWrapper`)"
     return partial(OptimWrapper, opt=torch.optim.SGD, momentum=p.momentum, nesterov=p.nesterov)
 
+class WarmUp:
+    "Linear warm-up from `start`·f(pct) to f(pct) over the first `pct` of training, then the schedule `f` (picklable)"
+    def __init__(self, f, pct:float, start:float=0.1): self.f, self.pct, self.start = f, pct, start
+    def __call__(self, pos:float) -> float:
+        if pos < self.pct: return self.f(self.pct) * (self.start + (1 - self.start) * pos / self.pct)
+        return self.f(pos)
+
 def lr_schedule(p:Preset) -> ParamScheduler:
     "The preset's learning-rate schedule as a fastai `ParamScheduler` over training progress"
     if p.lr_sched == 'step':
@@ -127,7 +145,22 @@ def lr_schedule(p:Preset) -> ParamScheduler:
     elif p.lr_sched == 'cosine': f = SchedCos(p.lr, 0.)
     elif p.lr_sched == 'poly': f = PolyDecay(p.lr, 0.9)
     else: raise ValueError(f"unknown lr_sched {p.lr_sched!r}; use step, cosine or poly")
+    if p.lr_warmup: f = WarmUp(f, p.lr_warmup)
     return ParamScheduler({'lr': f})
+
+def load_weights(model:nn.Module, src) -> list:
+    "Load a run's weights (a `bsgate_train` folder or a .pth state dict) into `model`; only gate parameters may be missing"
+    src = Path(src)
+    f = src / 'model.pth' if src.is_dir() else src
+    if not f.is_file(): raise FileNotFoundError(f"load_weights: no weights at {f} (give a bsgate_train output folder or a .pth file)")
+    sd = torch.load(f, map_location='cpu', weights_only=False)
+    if isinstance(sd, dict) and 'model' in sd and isinstance(sd['model'], dict): sd = sd['model']   # a checkpoint.pth
+    missing, unexpected = model.load_state_dict(sd, strict=False)
+    bad = [k for k in missing if '.gate' not in k]
+    if bad or unexpected:
+        raise ValueError(f"load_weights: {f} does not fit the model: missing {bad[:5]}{'…' if len(bad) > 5 else ''}, "
+                         f"unexpected {unexpected[:5]}{'…' if len(unexpected) > 5 else ''}")
+    return missing
 
 # %% ../nbs/10_learner.ipynb #14cd5c32
 class ConfusionMetric(Metric):
@@ -168,7 +201,7 @@ def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=N
     if gated and p.mac_target is not None:
         side = p.size if isinstance(p.size, int) else p.size[0]
         gm = gate_mac_weights(model, (3, side, side))   # the budget at the training resolution
-    cbs = [lr_schedule(p)] + (gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end, macs=gm, target=p.mac_target) if gated else []) + list(cbs or [])
+    cbs = [lr_schedule(p)] + (gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end, macs=gm, target=p.mac_target, budget=p.budget, reduction=p.bs_reduction) if gated else []) + list(cbs or [])
     metrics = list(metrics) + (gate_metrics() if gated else [])
     return Learner(dls, model, loss_func=loss_func, opt_func=opt_func(p), splitter=gate_splitter, lr=p.lr, wd=p.wd,
                    metrics=metrics, cbs=cbs, **kwargs)

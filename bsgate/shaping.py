@@ -11,7 +11,7 @@ from torch.autograd.function import once_differentiable
 from fastcore.basics import patch
 
 # %% auto #0
-__all__ = ['DEFAULT_PRIOR', 'BetaPrior', 'BatchShapingFn', 'batch_shaping_loss', 'cdf_max_error', 'fit_to_prior']
+__all__ = ['DEFAULT_PRIOR', 'REDUCTIONS', 'BetaPrior', 'BatchShapingFn', 'batch_shaping_loss', 'cdf_max_error', 'fit_to_prior']
 
 # %% ../nbs/02_shaping.ipynb #bb95d4d8
 class BetaPrior:
@@ -55,7 +55,7 @@ def _tables(self:BetaPrior, x:Tensor):
 def _interp(h:Tensor, t:Tensor) -> Tensor:
     "Linear interpolation of the table `h` on [0, 1/2] at `t` (clamped into it)"
     n = h.shape[0]
-    s = (t.clamp(0., 0.5) * (2 * (n - 1)))
+    s = (t.nan_to_num(0.).clamp(0., 0.5) * (2 * (n - 1)))  # NaN would index out of range (a device assert on CUDA)
     i = s.floor().clamp(max=n - 2)
     w = s - i
     i = i.long()
@@ -89,30 +89,32 @@ def _bs_fwd(x:Tensor, prior:BetaPrior):
     e = torch.arange(1, N + 1, device=x.device, dtype=x.dtype).unsqueeze(1).div(N + 1)  # no in-place op: compiles from cold
     return xs, idx, F, e
 
-def _bs_bwd(grad_out:Tensor, xs:Tensor, idx:Tensor, F:Tensor, e:Tensor, prior:BetaPrior, clip=(1e-3, 100.)):
-    "(2/(N C)) (F(x_(i)) - i/(N+1)) clip(p(x_(i))) scattered back to the unsorted positions"
+def _bs_bwd(grad_out:Tensor, xs:Tensor, idx:Tensor, F:Tensor, e:Tensor, prior:BetaPrior, clip=(1e-3, 100.), reduction='mean'):
+    "(2/N) (F(x_(i)) - i/(N+1)) clip(p(x_(i))), over C for the mean, scattered back to the unsorted positions"
     N, C = xs.shape
-    g = (2. / (N * C)) * (F - e) * prior.pdf(xs).clamp(*clip) * grad_out
+    g = (2. / (N * C if reduction == 'mean' else N)) * (F - e) * prior.pdf(xs).clamp(*clip) * grad_out
     return torch.zeros_like(g).scatter_(0, idx, g)
 
 # %% ../nbs/02_shaping.ipynb #dbca172b
 class BatchShapingFn(torch.autograd.Function):
     "Cramér–von Mises batch-shaping loss of (N, C) gate probabilities, with the clipped-pdf gradient"
     @staticmethod
-    def forward(ctx, x, prior):
+    def forward(ctx, x, prior, reduction='mean'):
         xs, idx, F, e = _bs_fwd(x, prior)
         ctx.save_for_backward(xs, idx, F, e)
-        ctx.prior = prior
-        return (e - F).pow(2).mean(0).mean()
+        ctx.prior, ctx.reduction = prior, reduction
+        per_gate = (e - F).pow(2).mean(0)
+        return per_gate.mean() if reduction == 'mean' else per_gate.sum()
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
         xs, idx, F, e = ctx.saved_tensors
-        return _bs_bwd(grad_out, xs, idx, F, e, ctx.prior), None
+        return _bs_bwd(grad_out, xs, idx, F, e, ctx.prior, reduction=ctx.reduction), None, None
 
 # %% ../nbs/02_shaping.ipynb #33e98de5
 DEFAULT_PRIOR = BetaPrior(0.6, 0.4)
+REDUCTIONS = ('mean', 'sum')
 
 def _validate_values(x:Tensor):
     "Eager-mode value checks (they read back to the host once)"
@@ -126,8 +128,10 @@ def _validate_values(x:Tensor):
 def batch_shaping_loss(x:Tensor,                 # (N, C) gate probabilities σ(logα): N images, C gates
                        prior:BetaPrior|None=None, # the target distribution; Beta(0.6, 0.4) if None
                        validate:bool=True,       # check values are finite and in [0, 1] (one host sync)
-                      ) -> Tensor:               # scalar: mean over gates of the CvM criterion
-    "Batch-shaping loss: mean over the C gates of the CvM distance between each column's values and `prior`"
+                       reduction:str='mean',     # 'mean' over the C gates (official loss code) or 'sum' (reference training code)
+                      ) -> Tensor:               # scalar: mean (or sum) over gates of the CvM criterion
+    "Batch-shaping loss: the CvM distance between each column's values and `prior`, averaged (or summed) over the C gates"
+    if reduction not in REDUCTIONS: raise ValueError(f"batch_shaping_loss: reduction must be one of {REDUCTIONS}, got {reduction!r}")
     if prior is None: prior = DEFAULT_PRIOR
     if not isinstance(x, Tensor): raise TypeError(f"batch_shaping_loss: expected a Tensor, got {type(x).__name__}")
     if x.dim() == 1: x = x.unsqueeze(1)
@@ -139,7 +143,7 @@ def batch_shaping_loss(x:Tensor,                 # (N, C) gate probabilities σ(
     if x.dtype != torch.float64: x = x.float()
     if validate and not torch.compiler.is_compiling(): _validate_values(x.detach())
     with torch.autocast(x.device.type, enabled=False):
-        return BatchShapingFn.apply(x, prior)
+        return BatchShapingFn.apply(x, prior, reduction)
 
 # %% ../nbs/02_shaping.ipynb #142933e7
 def cdf_max_error(prior:BetaPrior, dtype=torch.float64, n:int=200_001) -> float:

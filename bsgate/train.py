@@ -14,7 +14,7 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.torch_core import set_seed
-from .learner import Preset, get_preset, LEARNERS
+from .learner import Preset, get_preset, LEARNERS, load_weights
 from .data.cifar import cifar_dls, cifar_eval_dl
 from .callbacks import unwrap
 
@@ -120,7 +120,8 @@ def _final_metrics(learn, p:Preset) -> dict:
     st = getattr(learn, 'gate_stats', None)
     if st is not None and hasattr(st, 'macs'):
         out.update(macs=st.macs, mac_frac=st.mac_frac, dense_macs=st.macs / st.mac_frac,
-                   gates=dict(open=st.open_frac, always_on=st.always_on, always_off=st.always_off, conditional=st.conditional),
+                   gates=dict(open=st.open_frac, always_on=st.always_on, always_off=st.always_off, conditional=st.conditional,
+                             conditional_thr=st.conditional_thr, threshold=st.threshold),
                    layers=st.layers)
     return out
 
@@ -143,12 +144,18 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           channels_last:bool=False,  # channels-last memory format
           workers:int=0,             # DataLoader worker processes
           seed:int=None,             # override the preset's seed
+          lr_warmup:float=None,      # linear lr warm-up over this fraction of training
+          gate_bias:float=None,      # initial bias of the gate logits
+          budget:str=None,           # with --mac_target: 'layer', 'mac' or 'open' (see `L0Penalty`)
+          init:str=None,             # start from a trained run's weights (folder or .pth); gates may be missing
+          bn_recal:int=None,         # batches of BatchNorm recalibration under the inference gates after training (0: off)
           quiet:bool=False,          # no progress bars
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/metrics.json"
     out = Path(out or f'runs/{preset}')
     cfg_file, ckpt = out / 'config.json', out / 'checkpoint.pth'
-    overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, mac_target=mac_target, size=size, pretrained=pretrained, seed=seed)
+    overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, mac_target=mac_target, size=size, pretrained=pretrained, seed=seed,
+                     lr_warmup=lr_warmup, gate_bias=gate_bias, budget=budget, init=init, bn_recal=bn_recal)
     if resume:
         if not cfg_file.is_file(): raise FileNotFoundError(f"--resume: no {cfg_file}; train without --resume first")
         p = Preset.from_json(cfg_file.read_text())
@@ -168,6 +175,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
     if channels_last: learn.add_cb(ChannelsLast())
     start, history = 0, []
     if resume: start, history = load_checkpoint(learn, ckpt)
+    elif p.init: load_weights(unwrap(learn.model), p.init)
     cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed)]
     ctx = learn.no_bar() if quiet else _nullctx()
     with ctx:
@@ -176,6 +184,11 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
             with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
         else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
         metrics = _final_metrics(learn, p)
+        if p.bn_recal and getattr(learn, 'gate_stats', None) is not None:
+            before = {k: v for k, v in metrics.items() if k != 'layers'}
+            n = learn.recalibrate_bn(p.bn_recal)
+            metrics = _final_metrics(learn, p)
+            metrics['bn_recal'] = dict(batches=n, before=before)
     metrics.update(epochs=p.epochs, limit=limit, data=str(data))
     if int(os.environ.get('RANK', 0)) == 0:
         (out / 'metrics.json').write_text(json.dumps(metrics, indent=1))
