@@ -1,31 +1,54 @@
-"""CPU-scale CIFAR-10 study: dense ResNet-20 against gated ResNet-32/56 held to ResNet-20's MACs (issue: evidence).
+"""CPU-scale CIFAR-10 study v2: can a gated ResNet-32/56 held to ResNet-20's MACs beat a dense ResNet-20 trained as long?
 
-Every run uses the same data (the real CIFAR-10 train set with a fixed seeded 10% per class held out for validation,
-all 5,000 of it; training on a fixed seeded subset of `--limit` of the other 45,000), the same epochs, batch size and learning rate. The gated runs use the L0 term in its budget form
-(`Preset.mac_target`, our choice): λ · max(0, expected MAC fraction − target), with the target set to ResNet-20's dense MACs
-over the gated model's dense MACs, times `--margin`. `r32_l0only` is `r32_bas_l0` with γ = 0 (no batch-shaping).
+Every run uses the real CIFAR-10 archive (`../shared/data/cifar10/train.tar.gz`), validates on the same fixed 5,000-image
+hold-out (10% of each class, seed 42) and trains on the other 45,000 images, batch 128, SGD Nesterov, weight decay 5e-4
+(none on the gates), a one-epoch linear lr warm-up for every arm. The arms (`RUNS`):
 
-    .venv/bin/python bench/cifar_study.py r20_dense r32_bas_l0 --threads 1 &   # one stream per core
-    .venv/bin/python bench/cifar_study.py r56_bas_l0 r32_l0only --threads 1 &
-    .venv/bin/python bench/cifar_study.py --report                           # table + bench/results/cifar_study.json
+- controls: dense ResNet-20/32/56 for `E` epochs (lr 0.1, steps at 60/75/90%);
+- fine-tuned gating: dense ResNet-32/56 for `E1` epochs, then gates added (`--init`) and trained `E2` epochs with
+  batch-shaping and the per-layer MAC budget to ResNet-20's MACs; control: the same dense network continued `E2` epochs
+  with the same fine-tuning schedule (and dense ResNet-20 for `E1 + E2` = `E` epochs);
+- the same fine-tuning with L0 alone (γ = 0): batch-shaping against L0 at the same MAC budget;
+- from scratch: gated ResNet-32 for `E` epochs with the calibrated recipe.
 
-Each run writes bench/results/study_<name>.json (metrics, wall time, machine); checkpoints go to bench/results/runs/study_<name>
-and an interrupted run continues with `--resume`.
+BatchNorm statistics are re-estimated under the inference gates at the end of every gated run; both numbers are kept.
+
+    .venv/bin/python bench/cifar_study.py r32_dense10 r32_ft_bas r32_ft_l0 --threads 1 &   # one chain per core
+    .venv/bin/python bench/cifar_study.py r20_dense r32_bas --threads 1 &
+    .venv/bin/python bench/cifar_study.py --report            # table + bench/results/cifar_study.json/.md
+
+A run continues from its checkpoint when started again (`--resume` is implied); each writes
+bench/results/study2_<name>.json; its folder is bench/results/runs/study2_<name>.
 """
-import json, os, platform, sys, time, argparse
+import json, os, sys, time, argparse
 from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'bench'))
+from common import machine_info
+
 DATA = Path(os.environ.get('BSGATE_DATA', ROOT.parent / 'shared' / 'data')) / 'cifar10' / 'train.tar.gz'
 RES = ROOT / 'bench' / 'results'
-COMMON = dict(limit=12000, epochs=12, bs=128, lr=0.1)
-LAM = 30.  # the budget hinge's weight: large, since it stops pushing once the budget is met
-RUNS = {  # name: (preset, overrides, held to ResNet-20's MACs)
-    'r20_dense':  ('cifar10_r20_dense', {}, False),
-    'r32_bas_l0': ('cifar10_r32', dict(lam=LAM), True),
-    'r32_l0only': ('cifar10_r32', dict(lam=LAM, gamma=0.), True),
-    'r56_bas_l0': ('cifar10_r56', dict(lam=LAM), True),
+E, E1, E2 = 15, 10, 5
+COMMON = dict(bs=128, lr=0.1, lr_warmup=1 / E)
+FT = dict(epochs=E2, lr=0.02, lr_sched='cosine', lr_warmup=0.)          # fine-tuning schedule (our choice)
+GATED = dict(gamma=0.75, lam=2., budget='layer', gate_bias=3.)          # the calibrated recipe (see bench/README.md)
+MARGIN = 0.95                                                           # MAC target = MARGIN × R20 MACs / own dense MACs
+
+RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20's MACs)
+    'r20_dense':    ('cifar10_r20_dense', dict(COMMON, epochs=E), None, False),
+    'r32_dense':    ('cifar10_r32_dense', dict(COMMON, epochs=E), None, False),
+    'r56_dense':    ('cifar10_r56_dense', dict(COMMON, epochs=E), None, False),
+    'r32_dense10':  ('cifar10_r32_dense', dict(COMMON, epochs=E1, lr_warmup=1 / E1), None, False),
+    'r56_dense10':  ('cifar10_r56_dense', dict(COMMON, epochs=E1, lr_warmup=1 / E1), None, False),
+    'r32_dense_ft': ('cifar10_r32_dense', dict(COMMON, **FT), 'r32_dense10', False),
+    'r56_dense_ft': ('cifar10_r56_dense', dict(COMMON, **FT), 'r56_dense10', False),
+    'r32_ft_bas':   ('cifar10_r32', dict(COMMON, **FT, **GATED, warmup=0.2, ramp_end=0.5), 'r32_dense10', True),
+    'r32_ft_l0':    ('cifar10_r32', dict(COMMON, **FT, **dict(GATED, gamma=0.), warmup=0.2, ramp_end=0.5), 'r32_dense10', True),
+    'r56_ft_bas':   ('cifar10_r56', dict(COMMON, **FT, **GATED, warmup=0.2, ramp_end=0.5), 'r56_dense10', True),
+    'r56_ft_l0':    ('cifar10_r56', dict(COMMON, **FT, **dict(GATED, gamma=0.), warmup=0.2, ramp_end=0.5), 'r56_dense10', True),
+    'r32_bas':      ('cifar10_r32', dict(COMMON, epochs=E, **GATED), None, True),
 }
 
 def dense_of(depth:int) -> int:
@@ -33,40 +56,85 @@ def dense_of(depth:int) -> int:
     from bsgate.macs import dense_macs
     return dense_macs(cifar_resnet(depth, gate_layer=None), (3, 32, 32))
 
-def run(name:str, margin:float, resume:bool, common:dict) -> dict:
+def folder(name:str) -> Path: return RES / 'runs' / f'study2_{name}'
+
+def run(name:str, limit=None, epochs=None) -> dict:
+    "Train one arm (or continue it from its checkpoint); write its JSON; return it"
     from bsgate.train import train
-    from bsgate.learner import get_preset
-    preset, kw, budget = RUNS[name]
-    kw = dict(common, **kw)
-    if budget: kw['mac_target'] = round(margin * dense_of(20) / dense_of(get_preset(preset).depth), 4)
-    out = RES / 'runs' / f'study_{name}'
+    from bsgate.learner import get_preset, Preset
+    import dataclasses
+    preset, kw, parent, budget = RUNS[name]
+    kw = dict(kw)
+    if epochs: kw['epochs'] = epochs
+    if budget: kw['mac_target'] = round(MARGIN * dense_of(20) / dense_of(get_preset(preset).depth), 4)
+    if parent:
+        if not (folder(parent) / 'model.pth').is_file(): raise FileNotFoundError(f"{name} starts from {parent}: train {parent} first")
+        kw['init'] = str(folder(parent))
+    p = get_preset(preset, **{k: v for k, v in kw.items() if k in {f.name for f in dataclasses.fields(Preset)}})
+    out = folder(name)
+    resume = (out / 'checkpoint.pth').is_file() and not (out / 'metrics.json').is_file()
+    if (out / 'metrics.json').is_file():
+        print(f"{name}: already finished ({out / 'metrics.json'})", flush=True)
+        return json.loads((RES / f'study2_{name}.json').read_text())
     t0 = time.time()
-    m = train(preset, data=str(DATA), out=str(out), quiet=True, resume=resume and (out / 'checkpoint.pth').exists(), **kw)
-    res = dict(name=name, preset=preset, overrides=kw, wall_s=round(time.time() - t0, 1),
-               machine=dict(cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
-                            platform=platform.platform(), load_avg_end=os.getloadavg()),
-               metrics={k: v for k, v in m.items() if k != 'layers'}, layers=m.get('layers'))
-    (RES / f'study_{name}.json').write_text(json.dumps(res, indent=1))
-    print(f"{name}: acc {m['accuracy']:.4f} | MACs/image {m.get('macs', float('nan'))/1e6:.2f} M | gates {m.get('gates')} | {res['wall_s']:.0f} s", flush=True)
+    info = machine_info()
+    # train() takes the CLI's options; the rest of the recipe goes in through a preset written to the run's config
+    cli = {k: kw[k] for k in ('epochs', 'bs', 'lr', 'gamma', 'lam', 'mac_target', 'lr_warmup', 'gate_bias', 'budget', 'init') if k in kw}
+    extra = {k: v for k, v in kw.items() if k not in cli}
+    m = train(dataclasses.replace(get_preset(preset), **extra) if extra else preset, data=str(DATA), out=str(out), quiet=True,
+              resume=resume, limit=limit, **({} if resume else cli))
+    m = _add_check(out, m)
+    res = dict(name=name, preset=preset, overrides=kw, parent=parent, wall_s=round(time.time() - t0, 1), limit=limit,
+               machine=dict(info, loadavg_end=os.getloadavg()), metrics={k: v for k, v in m.items() if k != 'layers'},
+               layers=m.get('layers'))
+    (RES / f'study2_{name}.json').write_text(json.dumps(res, indent=1))
+    g = m.get('gates') or {}
+    print(f"{name}: acc {m['accuracy']:.4f} | MACs/image {m.get('macs', float('nan'))/1e6:.2f} M | cond {g.get('conditional_thr')} "
+          f"| {res['wall_s']:.0f} s", flush=True)
     return res
+
+def _add_check(out:Path, m:dict, n:int=256) -> dict:
+    "Score the first `n` validation images again (as CI will from the published checkpoint) and keep the result in metrics.json"
+    from bsgate.train import evaluate
+    r = evaluate(str(out), data=str(DATA), split='valid', limit=n)
+    m['check'] = dict(split='valid', limit=n, accuracy=r['accuracy'], macs=r.get('macs'))
+    (out / 'metrics.json').write_text(json.dumps(m, indent=1))
+    return m
+
+def analyse(name:str) -> dict:
+    "Per-image MACs against difficulty (loss, confidence) and the thresholded categories, from the run's own validation images"
+    from bsgate.analysis import load_run, collect_gates, summary
+    f = RES / f'study2_{name}_analysis.json'
+    if f.is_file(): return json.loads(f.read_text())
+    rec = collect_gates(load_run(folder(name), data=str(DATA)))
+    s = summary(rec, threshold=0.01)
+    f.write_text(json.dumps(s, indent=1))
+    return s
 
 def report() -> str:
     r20 = dense_of(20)
     rows, out = [], {}
     for name in RUNS:
-        f = RES / f'study_{name}.json'
+        f = RES / f'study2_{name}.json'
         if not f.exists(): continue
         d = json.loads(f.read_text()); m = d['metrics']; g = m.get('gates') or {}
-        macs = m.get('macs', r20 if name == 'r20_dense' else float('nan'))
-        out[name] = dict(accuracy=m['accuracy'], macs=macs, macs_vs_r20=macs / r20, mac_frac=m.get('mac_frac', 1.0),
-                         conditional=g.get('conditional', 0.), always_on=g.get('always_on', 1.), always_off=g.get('always_off', 0.),
-                         mac_target=d['overrides'].get('mac_target'), wall_s=d['wall_s'], epochs=d['overrides']['epochs'],
-                         limit=d['overrides']['limit'], machine=d['machine'])
-        o = out[name]
-        rows.append(f"| {name} | {o['accuracy']*100:.1f}% | {macs/1e6:.2f} M | {o['macs_vs_r20']:.3f} | {o['mac_frac']:.3f} | "
-                    f"{o['conditional']*100:.0f}% | {o['always_on']*100:.0f}% / {o['always_off']*100:.0f}% | {o['wall_s']/60:.0f} min |")
-    table = ("| run | val. accuracy | MACs/image | vs dense R20 | of own dense | conditional gates | always on / off | wall |\n"
-             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+        macs = m.get('macs') or dense_of(int(d['preset'].split('_r')[1].split('_')[0]))
+        before = (m.get('bn_recal') or {}).get('before') or {}
+        a = analyse(name) if g else {}
+        corr = (a.get('correlations') or {}).get('loss', {}).get('spearman')
+        total_epochs = d['overrides']['epochs'] + (json.loads((RES / f"study2_{d['parent']}.json").read_text())['overrides']['epochs'] if d['parent'] else 0)
+        o = out[name] = dict(accuracy=m['accuracy'], accuracy_before_recal=before.get('accuracy'), macs=macs, macs_vs_r20=macs / r20,
+                             mac_frac=m.get('mac_frac', 1.0), conditional=g.get('conditional'), conditional_thr=g.get('conditional_thr'),
+                             always_on=g.get('always_on'), always_off=g.get('always_off'), spearman_macs_loss=corr,
+                             mac_target=d['overrides'].get('mac_target'), total_epochs=total_epochs, wall_s=d['wall_s'],
+                             parent=d['parent'], machine=d['machine'])
+        pct = lambda v: '—' if v is None else f"{v*100:.0f}%"
+        rows.append(f"| {name} | {total_epochs} | {o['accuracy']*100:.1f}% | "
+                    f"{'—' if before.get('accuracy') is None else '%.1f%%' % (before['accuracy'] * 100)} | {macs/1e6:.2f} M | "
+                    f"{o['macs_vs_r20']:.3f} | {pct(o['conditional_thr'])} ({pct(o['conditional'])}) | "
+                    f"{pct(o['always_on'])} / {pct(o['always_off'])} | {'—' if corr is None else '%+.3f' % corr} | {o['wall_s']/60:.0f} min |")
+    table = ("| run | epochs (total) | val. accuracy | before BN recal. | MACs/image | vs dense R20 | conditional 1–99% (any) | "
+             "always on / off | Spearman(MACs, loss) | wall |\n|---|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
     (RES / 'cifar_study.json').write_text(json.dumps(out, indent=1))
     (RES / 'cifar_study.md').write_text(table + "\n")
     print(table)
@@ -75,15 +143,12 @@ def report() -> str:
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('names', nargs='*', choices=sorted(RUNS) + [[]])
-    ap.add_argument('--threads', type=int, default=None, help='torch threads for this process (default: torch\'s)')
-    ap.add_argument('--margin', type=float, default=0.95, help='MAC target = margin × R20 MACs / own dense MACs')
-    ap.add_argument('--epochs', type=int, default=COMMON['epochs'])
-    ap.add_argument('--limit', type=int, default=COMMON['limit'])
-    ap.add_argument('--resume', action='store_true', help='continue runs that have a checkpoint')
+    ap.add_argument('--threads', type=int, default=None, help="torch threads for this process (default: torch's)")
+    ap.add_argument('--limit', type=int, default=None, help='at most this many images per split (smoke tests only)')
+    ap.add_argument('--epochs', type=int, default=None, help='override every named run\'s epochs (smoke tests only)')
     ap.add_argument('--report', action='store_true', help='print and write the table of finished runs')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     RES.mkdir(parents=True, exist_ok=True)
-    common = dict(COMMON, epochs=a.epochs, limit=a.limit)
-    for n in a.names: run(n, a.margin, a.resume, common)
+    for n in a.names: run(n, a.limit, a.epochs)
     if a.report or not a.names: report()

@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #3ff955f8
 from __future__ import annotations
-import os, json, time, random, warnings
+import os, json, time, random, warnings, dataclasses
 from pathlib import Path
 import numpy as np
 import torch
@@ -203,7 +203,7 @@ class _nullctx:
 @call_parse
 def evaluate(checkpoint:str=None,  # a training output folder (with config.json and model.pth or checkpoint.pth)
              data:str=None,        # folder in the dataset's layout, or a .tar.gz of it
-             split:str='test',     # the top folder to evaluate (train, test, val, ...)
+             split:str='test',     # the top folder to evaluate (train, test, val, ...), or 'valid': the run's own validation images
              limit:int=None,       # at most this many images
              bs:int=None,          # batch size
              workers:int=0,        # DataLoader worker processes
@@ -216,7 +216,9 @@ def evaluate(checkpoint:str=None,  # a training output folder (with config.json 
     p = Preset.from_json(cfg.read_text())
     w = out / 'model.pth'
     sd = torch.load(w, map_location='cpu', weights_only=True) if w.is_file() else torch.load(out / 'checkpoint.pth', map_location='cpu', weights_only=False)['model']
-    dl = preset_eval_dl(p, data, split, limit, bs, workers)
+    if split == 'valid':   # exactly what training validated on (its hold-out, when the data has no validation split), or `limit` of it
+        dl = preset_dls(p if bs is None else dataclasses.replace(p, bs=bs), data, limit, workers).valid
+    else: dl = preset_eval_dl(p, data, split, limit, bs, workers)
     from fastai.data.core import DataLoaders
     learn = LEARNERS[p.task][p.dataset](DataLoaders(dl, dl), p)
     unwrap(learn.model).load_state_dict(sd)
