@@ -33,7 +33,7 @@ RES = ROOT / 'bench' / 'results'
 E, E1, E2 = 15, 10, 5
 COMMON = dict(bs=128, lr=0.1, lr_warmup=1 / E)
 FT = dict(epochs=E2, lr=0.02, lr_sched='cosine', lr_warmup=0.)          # fine-tuning schedule (our choice)
-GATED = dict(gamma=0.75, lam=2., budget='layer', gate_bias=3.)          # the calibrated recipe (see bench/README.md)
+GATED = dict(gamma=0.75, lam=1., budget='layer', gate_bias=3.)          # the calibrated recipe (see bench/README.md)
 MARGIN = 0.95                                                           # MAC target = MARGIN × R20 MACs / own dense MACs
 
 RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20's MACs)
@@ -140,6 +140,37 @@ def report() -> str:
     print(table)
     return table
 
+PUBLISH = ROOT / 'checkpoints' / 'cifar10'
+
+def publish(names:list):
+    "Copy finished runs (config.json, model.pth, metrics.json, history.json) to checkpoints/cifar10/<name>/ and list them"
+    import shutil
+    for name in names:
+        src, dst = folder(name), PUBLISH / name
+        if not (src / 'metrics.json').is_file(): raise FileNotFoundError(f"{name} has not finished: no {src / 'metrics.json'}")
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ('model.pth', 'metrics.json', 'history.json'): shutil.copy2(src / f, dst / f)
+        cfg = json.loads((src / 'config.json').read_text())
+        if cfg.get('init'): cfg['init'] = f"checkpoints/cifar10/{Path(cfg['init']).name.removeprefix('study2_')}"   # where the parent is published
+        (dst / 'config.json').write_text(json.dumps(cfg, indent=2))
+    rows = []
+    for d in sorted(PUBLISH.iterdir()):
+        if not d.is_dir(): continue
+        m, c = json.loads((d / 'metrics.json').read_text()), json.loads((d / 'config.json').read_text())
+        size = (d / 'model.pth').stat().st_size / 2**20
+        rows.append(f"| `cifar10/{d.name}` | {c['name']} ({'dense' if c['gate_layer'] is None else 'gated'}) | "
+                    f"{c.get('init') or '—'} | {c['epochs']} | {m['accuracy']*100:.2f}% | {m.get('macs', m.get('dense_macs') or float('nan'))/1e6:.2f} M | "
+                    f"{m.get('mac_frac', 1.):.3f} | {size:.1f} MB |")
+    table = ("| run | preset | started from | epochs | val. accuracy | MACs/image | of own dense | model.pth |\n"
+             "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+    readme = PUBLISH.parent / 'README.md'
+    text = readme.read_text() if readme.is_file() else ''
+    start, end = '<!-- table: bench/cifar_study.py --publish -->', '<!-- end of table -->'
+    if start in text: text = text[:text.index(start)] + start + '\n' + table + '\n' + end + text[text.index(end) + len(end):]
+    else: text += f"\n{start}\n{table}\n{end}\n"
+    readme.write_text(text)
+    print(table)
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('names', nargs='*', choices=sorted(RUNS) + [[]])
@@ -147,8 +178,10 @@ if __name__ == '__main__':
     ap.add_argument('--limit', type=int, default=None, help='at most this many images per split (smoke tests only)')
     ap.add_argument('--epochs', type=int, default=None, help='override every named run\'s epochs (smoke tests only)')
     ap.add_argument('--report', action='store_true', help='print and write the table of finished runs')
+    ap.add_argument('--publish', action='store_true', help='copy the named finished runs to checkpoints/cifar10/ (no training)')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     RES.mkdir(parents=True, exist_ok=True)
+    if a.publish: publish(a.names); sys.exit()
     for n in a.names: run(n, a.limit, a.epochs)
     if a.report or not a.names: report()
