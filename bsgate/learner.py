@@ -60,7 +60,7 @@ class Preset:
     lr_warmup: float = 0.          # linear lr warm-up from lr/10 over this fraction of training (0: none, the paper's)
     bs_reduction: str = 'sum'      # batch-shaping summed over the gates: γ means what it meant in the reference training code
     budget: str = 'layer'          # with `mac_target`: 'layer' (every gate layer held to one open fraction), 'mac' or 'open'
-    gate_bias: float = 2.          # initial bias of every gate logit (σ(2) = 0.88 open)
+    gate_bias: float = 3.          # initial bias of every gate logit: σ(3) = 0.95 open (our choice, `bench/calibration.py bias`)
     bn_recal: int = 100            # after training, re-estimate BatchNorm statistics under the inference gates on this many batches (0: off)
     init: str|None = None          # start from these weights (a run folder or .pth; gates may be missing): gating a trained dense network
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
