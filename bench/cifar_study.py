@@ -159,7 +159,7 @@ def publish(names:list):
         m, c = json.loads((d / 'metrics.json').read_text()), json.loads((d / 'config.json').read_text())
         size = (d / 'model.pth').stat().st_size / 2**20
         rows.append(f"| `cifar10/{d.name}` | {c['name']} ({'dense' if c['gate_layer'] is None else 'gated'}) | "
-                    f"{c.get('init') or '—'} | {c['epochs']} | {m['accuracy']*100:.2f}% | {m.get('macs', m.get('dense_macs') or float('nan'))/1e6:.2f} M | "
+                    f"{c.get('init') or '—'} | {c['epochs']} | {m['accuracy']*100:.2f}% | {(m.get('macs') or dense_of(c['depth']))/1e6:.2f} M | "
                     f"{m.get('mac_frac', 1.):.3f} | {size:.1f} MB |")
     table = ("| run | preset | started from | epochs | val. accuracy | MACs/image | of own dense | model.pth |\n"
              "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
