@@ -137,7 +137,7 @@ class L0Penalty(_TrainTerm):
                  lam:float=0.,                  # weight λ; zero until a `GateScheduler` ramps it up
                  macs:list|GateMACs|None=None,  # per gate layer the MACs each gate controls, a `gate_mac_weights`, or None
                  target:float|None=None,        # budget: a fraction of the dense MACs to hold the network to; needs `GateMACs`
-                 budget:str='mac'):             # how the budget pushes: 'mac', 'layer' or 'open' (see below)
+                 budget:str='layer'):           # how the budget pushes: 'layer', 'mac' or 'open' (see below)
         if budget not in BUDGETS: raise ValueError(f"L0Penalty: budget must be one of {BUDGETS}, got {budget!r}")
         if target is not None:
             if not isinstance(macs, GateMACs): raise ValueError("L0Penalty: a MAC `target` needs `macs=gate_mac_weights(model, input_size)`")
@@ -299,7 +299,7 @@ class GateMetric(Metric):
 # %% ../nbs/08_callbacks.ipynb #520ed35d
 def gate_callbacks(gamma:float=0.75, lam:float=0., warmup:float=0.2, ramp_end:float=0.6, tau:float|None=None,
                    prior:BetaPrior|None=None, macs=None, target:float|None=None, schedule:bool=True, stats:bool=True,
-                   budget:str='mac', reduction:str='sum', bn_recal:int=0) -> list:
+                   budget:str='layer', reduction:str='sum', bn_recal:int=0) -> list:
     "The callbacks that train a gated model the paper's way (see `paper_schedules`, `L0Penalty` for `macs`, `target`, `budget`; `BNRecalibration`)"
     cbs = [GateCollector(), BatchShaping(gamma, prior, reduction=reduction), L0Penalty(lam if not schedule else 0., macs, target, budget), NoGateWD()]
     if schedule: cbs.append(GateScheduler(paper_schedules(gamma, lam, warmup, ramp_end, tau)))
