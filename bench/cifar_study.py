@@ -17,7 +17,8 @@ BatchNorm statistics are re-estimated under the inference gates at the end of ev
     .venv/bin/python bench/cifar_study.py r20_dense r32_bas --threads 1 &
     .venv/bin/python bench/cifar_study.py --report            # table + bench/results/cifar_study.json/.md
 
-A run continues from its checkpoint when started again (`--resume` is implied); each writes
+A run continues from its checkpoint when started again (`--resume` is implied), also from a copy that `--park` left in
+bench/partial/ (committed, for a run that must continue in another session, on another machine); each writes
 bench/results/study2_<name>.json; its folder is bench/results/runs/study2_<name>.
 """
 import json, os, sys, time, argparse
@@ -58,6 +59,27 @@ def dense_of(depth:int) -> int:
 
 def folder(name:str) -> Path: return RES / 'runs' / f'study2_{name}'
 
+PARK = ROOT / 'bench' / 'partial'   # unfinished runs committed between sessions (bench/results/ is not)
+
+def park(names:list):
+    "Copy unfinished runs (config, checkpoint, history) to bench/partial/, so a later session on a fresh machine resumes them"
+    import shutil
+    for name in names:
+        src, dst = folder(name), PARK / f'study2_{name}'
+        if not (src / 'checkpoint.pth').is_file(): raise FileNotFoundError(f"{name}: nothing to park, no {src / 'checkpoint.pth'}")
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in ('config.json', 'checkpoint.pth', 'history.json'): shutil.copy2(src / f, dst / f)
+        print(f"parked {name} after epoch {len(json.loads((src / 'history.json').read_text()))} in {dst}")
+
+def unpark(name:str):
+    "Bring a parked run back into bench/results/runs/ when this machine has no copy of it"
+    import shutil
+    src, dst = PARK / f'study2_{name}', folder(name)
+    if src.is_dir() and not (dst / 'checkpoint.pth').is_file():
+        dst.mkdir(parents=True, exist_ok=True)
+        for f in src.iterdir(): shutil.copy2(f, dst / f.name)
+        print(f"{name}: resuming the parked run from {src}", flush=True)
+
 def run(name:str, limit=None, epochs=None) -> dict:
     "Train one arm (or continue it from its checkpoint); write its JSON; return it"
     from bsgate.train import train
@@ -72,6 +94,7 @@ def run(name:str, limit=None, epochs=None) -> dict:
         kw['init'] = str(folder(parent))
     p = get_preset(preset, **{k: v for k, v in kw.items() if k in {f.name for f in dataclasses.fields(Preset)}})
     out = folder(name)
+    unpark(name)
     resume = (out / 'checkpoint.pth').is_file() and not (out / 'metrics.json').is_file()
     if (out / 'metrics.json').is_file():
         print(f"{name}: already finished ({out / 'metrics.json'})", flush=True)
@@ -179,9 +202,11 @@ if __name__ == '__main__':
     ap.add_argument('--epochs', type=int, default=None, help='override every named run\'s epochs (smoke tests only)')
     ap.add_argument('--report', action='store_true', help='print and write the table of finished runs')
     ap.add_argument('--publish', action='store_true', help='copy the named finished runs to checkpoints/cifar10/ (no training)')
+    ap.add_argument('--park', action='store_true', help='copy the named unfinished runs to bench/partial/ to resume elsewhere (no training)')
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
     RES.mkdir(parents=True, exist_ok=True)
     if a.publish: publish(a.names); sys.exit()
+    if a.park: park(a.names); sys.exit()
     for n in a.names: run(n, a.limit, a.epochs)
     if a.report or not a.names: report()
