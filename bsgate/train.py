@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #3ff955f8
 from __future__ import annotations
-import os, json, time, random, warnings, dataclasses
+import os, sys, json, math, time, errno, shutil, random, argparse, tempfile, warnings, dataclasses
 from pathlib import Path
 import numpy as np
 import torch
@@ -14,13 +14,15 @@ from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.torch_core import set_seed
-from .learner import Preset, get_preset, LEARNERS, load_weights
+from .learner import Preset, PRESETS, get_preset, LEARNERS, load_weights
 from .data.cifar import cifar_dls, cifar_eval_dl
-from .callbacks import unwrap
+from .callbacks import unwrap, GateCollector, BUDGETS
 
 # %% auto #0
-__all__ = ['preset_dls', 'preset_eval_dl', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'DeviceMixedPrecision', 'ChannelsLast',
-           'train', 'evaluate', 'train_main', 'evaluate_main']
+__all__ = ['OUTPUTS', 'RUN_KEYS', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save', 'atomic_write', 'save_json',
+           'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab', 'load_run_weights', 'EpochSeed',
+           'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options', 'DeviceMixedPrecision',
+           'ChannelsLast', 'train', 'evaluate', 'normalize_argv', 'train_main', 'evaluate_main']
 
 # %% ../nbs/11_train.ipynb #39602b9f
 def _data_fns(p:Preset):
@@ -50,6 +52,122 @@ def preset_eval_dl(p:Preset, data, split:str, limit:int|None=None, bs:int|None=N
     if p.dataset == 'imagenet': return fn(data, size=p.size, **kw)
     return fn(data, dataset=p.dataset, **kw)
 
+# %% ../nbs/11_train.ipynb #8ce55ff8
+OUTPUTS = ('checkpoint.pth', 'checkpoint.prev.pth', 'model.pth', 'metrics.json', 'history.json')   # what a run folder holds besides config.json
+
+def strict_json(o):
+    "`o` with every non-finite float (NaN, ±inf) replaced by None, so `json.dumps(allow_nan=False)` accepts it"
+    if isinstance(o, (float, np.floating)): return float(o) if math.isfinite(o) else None
+    if isinstance(o, np.integer): return int(o)
+    if isinstance(o, dict): return {k: strict_json(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)): return [strict_json(v) for v in o]
+    return o
+
+def _disk_full(e:BaseException, folder:Path) -> bool:
+    "Did `e` (or an exception it came from: torch wraps the OSError in a RuntimeError) come from a full disk?"
+    while e is not None:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT): return True
+        e = e.__cause__ or e.__context__
+    try: return shutil.disk_usage(folder).free < 2**20   # a C++ writer's error without the errno
+    except OSError: return False
+
+def torch_save(obj, path:str|Path):
+    "`torch.save` through a Python file, so a full disk raises Python's OSError (in the exception's context)"
+    with open(path, 'wb') as f: torch.save(obj, f)
+
+def atomic_write(path:str|Path,   # the file to (re)place
+                 write,           # `write(tmp)` writes the content to the temporary path `tmp`
+                 keep_old:str|Path|None=None, # move the file being replaced here first (e.g. checkpoint.prev.pth)
+                ) -> Path:
+    "Write `path` through a temporary file in the same folder and `os.replace`: a failure leaves the old file, and no temporary one"
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+    try:
+        write(tmp)
+        with open(tmp, 'rb+') as f: os.fsync(f.fileno())
+        if keep_old is not None and path.exists(): os.replace(path, keep_old)
+        os.replace(tmp, path)
+    except BaseException as e:
+        full = _disk_full(e, path.parent)
+        Path(tmp).unlink(missing_ok=True)
+        if full:
+            raise OSError(errno.ENOSPC, f"cannot write {path}: no space left on device (the temporary file was removed, the previous version kept)") from e
+        if isinstance(e, OSError): raise OSError(e.errno, f"cannot write {path}: {e.strerror or e}") from e
+        raise
+    return path
+
+def save_json(path:str|Path, o, indent:int|None=1) -> Path:
+    "Write `o` as strict JSON (null for NaN/inf), atomically"
+    text = json.dumps(strict_json(o), indent=indent, allow_nan=False)
+    return atomic_write(path, lambda t: Path(t).write_text(text))
+
+def _first_line(e:BaseException) -> str:
+    "The exception's type and first sentence, for a one-line message"
+    s = (str(e).strip().splitlines() or [''])[0].split('. ')[0]
+    return f"{type(e).__name__}: {s}"[:200]
+
+# %% ../nbs/11_train.ipynb #fd5f15cc
+RUN_KEYS = ('vocab', 'data', 'limit')   # what config.json records besides the preset's fields
+
+def _data_id(data) -> str|None: return None if data is None else str(Path(data).expanduser().resolve())
+
+def save_config(path:str|Path, p:Preset, **run) -> Path:
+    "Write the resolved preset and the run's record (`RUN_KEYS`: class names, data, limit) to `path`, atomically"
+    return save_json(path, {**dataclasses.asdict(p), **{k: v for k, v in run.items() if k in RUN_KEYS}}, indent=2)
+
+def read_config(path:str|Path, who:str='bsgate') -> tuple[Preset, dict]:
+    "(preset, record) from a run's config.json; the record lacks what an older bsgate did not save; unknown fields are named and ignored"
+    path = Path(path)
+    try: d = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{who}: {path} is not valid JSON: {e}") from None
+    if not isinstance(d, dict) or 'name' not in d: raise ValueError(f"{who}: {path} is not a bsgate_train config (no preset 'name')")
+    run = {k: d.pop(k) for k in RUN_KEYS if k in d}
+    known = {f.name for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(d) - known)
+    if unknown: warnings.warn(f"{who}: {path} has field(s) {unknown} that this version of bsgate does not know "
+                              f"(written by a newer version?): ignored")
+    try: p = Preset.from_json(json.dumps({k: v for k, v in d.items() if k in known}))
+    except (TypeError, ValueError) as e: raise ValueError(f"{who}: {path} does not describe a preset: {e}") from None
+    return p, run
+
+def data_vocab(dl) -> list:
+    "The class names of a `DataLoaders` (its training set) or a `DataLoader`: what the label ids mean"
+    ds = (dl.train if hasattr(dl, 'train') else dl).dataset
+    return [str(o) for o in ds.vocab]
+
+def _names(v:list, n:int=12) -> str: return ', '.join(map(str, v[:n])) + (f', … ({len(v)} in all)' if len(v) > n else '')
+
+def check_classes(p:Preset, vocab:list):
+    "Refuse data whose number of classes is not the preset's"
+    if len(vocab) != p.num_classes:
+        raise ValueError(f"the data has {len(vocab)} classes ({_names(vocab)}), the preset {p.name} {p.num_classes}: "
+                         f"give data with {p.num_classes} classes, or a preset for {len(vocab)}")
+
+def check_vocab(saved:list|None, got:list, who:str, what:str='the data'):
+    "Refuse class names `got` that differ from the run's `saved` ones, naming the difference (None: not recorded, a warning)"
+    if saved is None:
+        warnings.warn(f"{who}: the run's config.json records no class names (written by an older bsgate): the classes of {what} are not checked")
+        return
+    saved, got = [str(o) for o in saved], [str(o) for o in got]
+    if saved == got: return
+    miss, extra = [c for c in saved if c not in got], [c for c in got if c not in saved]
+    diff = '; '.join(s for s in ((f"the run's {_names(miss)} missing" if miss else ''), (f"{_names(extra)} not in the run" if extra else '')) if s)
+    raise ValueError(f"{who}: the classes of {what} differ from the run's ({len(got)} against {len(saved)}): "
+                     f"{diff or 'the same names in another order'}")
+
+def load_run_weights(folder:str|Path, who:str='bsgate') -> dict:
+    "The state dict of a run: `model.pth`, or (missing or unreadable, with a warning) the last readable checkpoint"
+    out, why = Path(folder), []
+    for f in (out / 'model.pth', out / 'checkpoint.pth', out / 'checkpoint.prev.pth'):
+        if not f.is_file(): why.append(f"no {f.name}"); continue
+        try:
+            sd = torch.load(f, map_location='cpu', weights_only=f.name == 'model.pth')
+            if f.name != 'model.pth': sd = sd['model']
+        except Exception as e: why.append(f"{f.name} is unreadable ({_first_line(e)})"); continue
+        if why: warnings.warn(f"{who}: {'; '.join(why)}: using {f} (the weights of the last epoch it saved, before any BatchNorm recalibration)")
+        return sd
+    raise FileNotFoundError(f"{who}: no readable weights in {out}: {'; '.join(why)}")
+
 # %% ../nbs/11_train.ipynb #8aa08a5b
 class EpochSeed(Callback):
     "Reseed every random number generator (torch, NumPy, Python, the DataLoader's shuffler) at each epoch from (seed, epoch)"
@@ -66,35 +184,93 @@ class EpochSeed(Callback):
     def before_batch(self):
         if self.training and self.iter == 0: self._seed(1)   # a fresh DataLoader draws more when it starts than a used one
 
+def _prev(path:Path) -> Path: return path.with_name(f'{path.stem}.prev{path.suffix}')
+
 class Checkpoint(Callback):
-    "Save model, optimizer, epoch and history to `path` after every epoch (atomically)"
+    "Save model, optimizer, epoch and history to `path` after every epoch (atomically; the previous one kept as `*.prev.pth`)"
     order = Recorder.order + 1
     def __init__(self, path:str|Path, start_epoch:int=0, history:list|None=None):
         self.path, self.start_epoch, self.history = Path(path), start_epoch, list(history or [])
     def after_epoch(self):
         if self.epoch < self.start_epoch: return   # an epoch skipped on resume
         names = list(self.recorder.metric_names[1:-1]) if self.recorder.add_time else list(self.recorder.metric_names[1:])
-        self.history.append(dict(zip(['epoch'] + names, [self.epoch] + [_num(v) for v in self.learn.final_record])))
+        self.history.append(strict_json(dict(zip(['epoch'] + names, [self.epoch] + [_num(v) for v in self.learn.final_record]))))
         if not int(os.environ.get('RANK', 0)) == 0: return
         state = dict(model=unwrap(self.model).state_dict(), opt=self.opt.state_dict(), epoch=self.epoch + 1,
                      n_epoch=self.n_epoch, history=self.history)
-        tmp = self.path.with_suffix('.tmp')
-        torch.save(state, tmp); os.replace(tmp, self.path)
-        (self.path.parent / 'history.json').write_text(json.dumps(self.history, indent=1))
+        atomic_write(self.path, lambda t: torch_save(state, t), keep_old=_prev(self.path))
+        save_json(self.path.parent / 'history.json', self.history)
 
 def _num(v):
     try: return float(v)
     except (TypeError, ValueError): return None
 
 def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
-    "Restore model and optimizer from `path`; return (the epoch to start from, the history)"
+    "Restore model and optimizer from `path` (or, unreadable, from its previous version, with a warning); return (the epoch to start from, the history)"
     path = Path(path)
-    if not path.is_file(): raise FileNotFoundError(f"--resume: no checkpoint at {path}; train without --resume first")
-    s = torch.load(path, map_location='cpu', weights_only=False)
-    unwrap(learn.model).load_state_dict(s['model'])
-    if learn.opt is None: learn.create_opt()
-    learn.opt.load_state_dict(s['opt'])
-    return s['epoch'], s['history']
+    files = [f for f in (path, _prev(path)) if f.is_file()]
+    if not files: raise FileNotFoundError(f"--resume: no checkpoint at {path}; train without --resume first")
+    why = [] if path.is_file() else [f"no {path}"]
+    for f in files:
+        try:
+            s = torch.load(f, map_location='cpu', weights_only=False)
+            sd, opt, epoch, history = s['model'], s['opt'], s['epoch'], s['history']
+        except Exception as e: why.append(f"{f} is unreadable ({_first_line(e)})"); continue
+        if why: warnings.warn(f"--resume: {'; '.join(why)}: resuming from {f} (after epoch {epoch})")
+        unwrap(learn.model).load_state_dict(sd)
+        if learn.opt is None: learn.create_opt()
+        learn.opt.load_state_dict(opt)
+        return epoch, history
+    raise ValueError(f"--resume: no readable checkpoint: {'; '.join(why)}; start the run again with --force")
+
+# %% ../nbs/11_train.ipynb #f08bd925
+class Diverged(RuntimeError):
+    "Training produced a non-finite loss, gate probability or weight"
+    def __init__(self, msg:str): super().__init__(msg); self.msg = msg   # fastai prefixes `args[0]` with the callback's name
+
+class StopOnNaN(Callback):
+    "Stop at the first non-finite loss, gate probability (before batch-shaping reads them) or weight: raise `Diverged` naming where"
+    order = GateCollector.order   # after the gates are collected, before `BatchShaping` (its order + 1) uses them
+    def _where(self): return f"epoch {self.epoch}, batch {self.iter} (counting from 0; {self.n_iter} batches an epoch)"
+    def after_loss(self):
+        if not self.training: return
+        ok = torch.isfinite(self.learn.loss_grad).all()
+        gc = getattr(self.learn, 'gate_collector', None)
+        if gc is not None and getattr(getattr(gc, 'hooks', None), 'stored', None): ok = ok & torch.isfinite(gc.probs).all()
+        if not ok: raise Diverged(f"training diverged: a non-finite loss or gate probability at {self._where()}")
+    def before_backward(self):
+        if not torch.isfinite(self.learn.loss_grad).all(): raise Diverged(f"training diverged: a non-finite regularised loss at {self._where()}")
+    def after_train(self):
+        bad = [k for k, v in unwrap(self.model).state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+        if bad: raise Diverged(f"training diverged: non-finite weights ({_names(bad, 3)}) after the training batches of epoch {self.epoch}")
+
+# %% ../nbs/11_train.ipynb #3316e883
+def _need(ok:bool, opt:str, allowed:str, got, why:str=''):
+    if not ok: raise ValueError(f"--{opt} must be {allowed}, got {got!r}{why}")
+
+def _isnum(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _isint(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
+def check_options(p:Preset, limit:int|None=None, workers:int=0):
+    "Refuse option values training cannot use, naming the option and its allowed range (called before anything is written)"
+    _need(_isint(p.epochs) and p.epochs >= 1, 'epochs', 'an integer ≥ 1', p.epochs)
+    _need(_isint(p.bs) and p.bs >= 2, 'bs', 'an integer ≥ 2', p.bs,
+          ' (batch-shaping compares the images of a batch, and the BatchNorm layers need at least 2 images per batch)')
+    _need(limit is None or (_isint(limit) and limit >= 2), 'limit', 'an integer ≥ 2 (images per split)', limit)
+    _need(_isint(workers) and workers >= 0, 'workers', 'an integer ≥ 0', workers)
+    _need(_isnum(p.lr) and p.lr > 0, 'lr', 'a number > 0', p.lr)
+    _need(_isnum(p.gamma) and p.gamma >= 0, 'gamma', 'a number ≥ 0', p.gamma)
+    _need(_isnum(p.lam) and p.lam >= 0, 'lam', 'a number ≥ 0', p.lam)
+    _need(p.mac_target is None or (_isnum(p.mac_target) and 0 < p.mac_target <= 1), 'mac_target', 'a fraction of the dense MACs in (0, 1]', p.mac_target)
+    _need(_isnum(p.lr_warmup) and 0 <= p.lr_warmup < 1, 'lr_warmup', 'a fraction of training in [0, 1)', p.lr_warmup)
+    _need(_isnum(p.gate_bias), 'gate_bias', 'a finite number', p.gate_bias)
+    _need(_isint(p.bn_recal) and p.bn_recal >= 0, 'bn_recal', 'an integer ≥ 0 (batches)', p.bn_recal)
+    _need(_isint(p.seed) and 0 <= p.seed < 2**32, 'seed', 'an integer in [0, 2³²)', p.seed)
+    _need(p.budget in BUDGETS, 'budget', f"one of {', '.join(BUDGETS)}", p.budget)
+    _need(_isint(p.size) and p.size >= 16, 'size', 'an integer ≥ 16 (pixels)', p.size)
+    if p.dataset == 'cifar10' and p.size != 32:
+        raise ValueError(f"--size: CIFAR-10 images are used at 32×32 as they are; --size applies to the ImageNet and "
+                         f"segmentation presets (got {p.size})")
 
 # %% ../nbs/11_train.ipynb #a5e9c843
 class DeviceMixedPrecision(MixedPrecision):
@@ -123,7 +299,17 @@ def _final_metrics(learn, p:Preset) -> dict:
                    gates=dict(open=st.open_frac, always_on=st.always_on, always_off=st.always_off, conditional=st.conditional,
                              conditional_thr=st.conditional_thr, threshold=st.threshold),
                    layers=st.layers)
-    return out
+    return strict_json(out)
+
+def _show(v): return 'none' if v is None else v
+
+def _init_vocab(init) -> list|None:
+    "The class names recorded by the run `init` starts from (None: a .pth file, or a run that did not record them)"
+    cfg = Path(init) / 'config.json'
+    if not cfg.is_file(): return None
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore')
+        return read_config(cfg, '--init')[1].get('vocab')
 
 @call_parse
 def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (positional on the command line)
@@ -134,7 +320,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           gamma:float=None,          # override the batch-shaping weight γ
           lam:float=None,            # override the final L0 weight λ
           mac_target:float=None,     # hold the MACs to this fraction of dense (L0's budget form)
-          size:int=None,             # override the image or crop size
+          size:int=None,             # override the image or crop size (ImageNet, segmentation)
           pretrained:str=None,       # torchvision ResNet checkpoint file for the backbone
           limit:int=None,            # use at most this many images per split (quick runs)
           out:str=None,              # output folder (default runs/PRESET)
@@ -150,25 +336,42 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           init:str=None,             # start from a trained run's weights (folder or .pth); gates may be missing
           bn_recal:int=None,         # batches of BatchNorm recalibration under the inference gates after training (0: off)
           quiet:bool=False,          # no progress bars
+          force:bool=False,          # start over in a folder holding a run (its outputs are deleted); with --resume: accept another --data/--limit
          ) -> dict:
-    "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/metrics.json"
-    out = Path(out or f'runs/{preset}')
+    "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
+    name = preset.name if isinstance(preset, Preset) else preset
+    out = Path(out or f'runs/{name}')
     cfg_file, ckpt = out / 'config.json', out / 'checkpoint.pth'
     overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, mac_target=mac_target, size=size, pretrained=pretrained, seed=seed,
                      lr_warmup=lr_warmup, gate_bias=gate_bias, budget=budget, init=init, bn_recal=bn_recal)
+    if fp16 and bf16: raise ValueError("choose one of --fp16 and --bf16")
+    saved, held = {}, [f for f in OUTPUTS if (out / f).exists()]
     if resume:
         if not cfg_file.is_file(): raise FileNotFoundError(f"--resume: no {cfg_file}; train without --resume first")
-        p = Preset.from_json(cfg_file.read_text())
+        p, saved = read_config(cfg_file, '--resume')
+        if name != p.name: raise ValueError(f"--resume: {out} holds a run of preset {p.name!r}, not {name!r}")
         changed = {k: v for k, v in overrides.items() if v is not None and getattr(p, k) != v}
         if changed: raise ValueError(f"--resume continues the saved run; these options differ from {cfg_file}: {changed}")
+        for k, v in (('data', _data_id(data)), ('limit', limit)):
+            if k in saved and saved[k] != v and not force:
+                raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
+                                 f"or add --force to continue on the new one")
     else:
         p = get_preset(preset, **overrides)
-        if ckpt.exists(): raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
-    if fp16 and bf16: raise ValueError("choose one of --fp16 and --bf16")
-    out.mkdir(parents=True, exist_ok=True)
-    cfg_file.write_text(p.to_json())
+        if held and not force:
+            raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, --force to start over, or another --out")
+    check_options(p, limit, workers)
     set_seed(p.seed, reproducible=True)
     dls = preset_dls(p, data, limit, workers)
+    vocab = data_vocab(dls)
+    check_classes(p, vocab)
+    if len(dls.train.dataset) < 2: raise ValueError(f"the training split has {len(dls.train.dataset)} image(s); a training batch needs at least 2")
+    if resume: check_vocab(saved.get('vocab'), vocab, '--resume')
+    elif p.init and (v := _init_vocab(p.init)) is not None: check_vocab(v, vocab, '--init', f'the data (against {p.init})')
+    out.mkdir(parents=True, exist_ok=True)
+    if force and not resume:
+        for f in held: (out / f).unlink()
+    if int(os.environ.get('RANK', 0)) == 0: save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit)
     learn = LEARNERS[p.task][p.dataset](dls, p)
     learn.path, learn.model_dir = out, '.'
     if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
@@ -176,23 +379,29 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
     start, history = 0, []
     if resume: start, history = load_checkpoint(learn, ckpt)
     elif p.init: load_weights(unwrap(learn.model), p.init)
-    cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed)]
+    cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed), StopOnNaN()]
     ctx = learn.no_bar() if quiet else _nullctx()
-    with ctx:
-        if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-            import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
-            with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-        else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-        metrics = _final_metrics(learn, p)
-        if p.bn_recal and getattr(learn, 'gate_stats', None) is not None:
-            before = {k: v for k, v in metrics.items() if k != 'layers'}
-            n = learn.recalibrate_bn(p.bn_recal)
+    try:
+        with ctx:
+            if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+                import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
+                with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
+            else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
             metrics = _final_metrics(learn, p)
-            metrics['bn_recal'] = dict(batches=n, before=before)
+            if p.bn_recal and getattr(learn, 'gate_stats', None) is not None:
+                before = {k: v for k, v in metrics.items() if k != 'layers'}
+                n = learn.recalibrate_bn(p.bn_recal)
+                metrics = _final_metrics(learn, p)
+                metrics['bn_recal'] = dict(batches=n, before=before)
+    except Diverged as e:
+        h = cbs[0].history
+        kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
+        raise Diverged(f"{e.msg}; no model.pth or metrics.json written ({kept}); try a lower --lr") from None
     metrics.update(epochs=p.epochs, limit=limit, data=str(data))
-    if int(os.environ.get('RANK', 0)) == 0:
-        (out / 'metrics.json').write_text(json.dumps(metrics, indent=1))
-        torch.save(unwrap(learn.model).state_dict(), out / 'model.pth')
+    if int(os.environ.get('RANK', 0)) == 0:   # the weights first: a metrics.json always sits beside its model.pth
+        sd = unwrap(learn.model).state_dict()
+        atomic_write(out / 'model.pth', lambda t: torch_save(sd, t))
+        save_json(out / 'metrics.json', metrics)
     return metrics
 
 class _nullctx:
@@ -210,29 +419,61 @@ def evaluate(checkpoint:str=None,  # a training output folder (with config.json 
             ) -> dict:
     "Evaluate a trained run on one split; print one JSON line (task metric, MACs per image, fraction of dense)"
     if checkpoint is None: raise ValueError("bsgate_eval: give --checkpoint, a bsgate_train output folder")
+    _need(limit is None or (_isint(limit) and limit >= 1), 'limit', 'an integer ≥ 1', limit)
+    _need(bs is None or (_isint(bs) and bs >= 1), 'bs', 'an integer ≥ 1', bs)
+    _need(_isint(workers) and workers >= 0, 'workers', 'an integer ≥ 0', workers)
     out = Path(checkpoint)
     cfg = out / 'config.json'
     if not cfg.is_file(): raise FileNotFoundError(f"bsgate_eval: no {cfg}: --checkpoint must be a bsgate_train output folder")
-    p = Preset.from_json(cfg.read_text())
-    w = out / 'model.pth'
-    sd = torch.load(w, map_location='cpu', weights_only=True) if w.is_file() else torch.load(out / 'checkpoint.pth', map_location='cpu', weights_only=False)['model']
+    p, saved = read_config(cfg, 'bsgate_eval')
+    sd = load_run_weights(out, 'bsgate_eval')
     if split == 'valid':   # exactly what training validated on (its hold-out, when the data has no validation split), or `limit` of it
         dl = preset_dls(p if bs is None else dataclasses.replace(p, bs=bs), data, limit, workers).valid
     else: dl = preset_eval_dl(p, data, split, limit, bs, workers)
+    check_vocab(saved.get('vocab'), data_vocab(dl), 'bsgate_eval')
     from fastai.data.core import DataLoaders
     learn = LEARNERS[p.task][p.dataset](DataLoaders(dl, dl), p)
     unwrap(learn.model).load_state_dict(sd)
     with learn.no_bar(): res = _final_metrics(learn, p)
     res = dict(split=split, n=len(dl.dataset), **{k: v for k, v in res.items() if k != 'layers'})
-    print(json.dumps(res))
+    print(json.dumps(strict_json(res), allow_nan=False))
     return res
 
 # %% ../nbs/11_train.ipynb #3cb4ec79
-def _console(func):
-    "Run `func` (a `call_parse` function) from the command line and exit 0: its returned dict is for Python callers"
-    args = vars(anno_parser(func.__wrapped__ if hasattr(func, '__wrapped__') else func).parse_args())
+def _parser(func) -> argparse.ArgumentParser:
+    "fastcore's parser of `func`; `bsgate_train --help` also lists the presets"
+    p = anno_parser(func.__wrapped__ if hasattr(func, '__wrapped__') else func)
+    if getattr(func, '__name__', '') == 'train': p.epilog = f"presets: {', '.join(PRESETS)}. Flags may be spelled --mac_target or --mac-target."
+    return p
+
+def normalize_argv(parser:argparse.ArgumentParser, argv:list) -> list:
+    "`argv` with each `--flag` spelled as `parser` registered it: `--mac-target` and `--mac_target` both work, whatever fastcore's spelling"
+    known = {o[2:].replace('-', '_'): o for a in parser._actions for o in a.option_strings if o.startswith('--')}
+    res = list(argv)
+    for i, a in enumerate(res):
+        if a == '--': break
+        if not a.startswith('--') or a == '--': continue
+        flag, eq, val = a.partition('=')
+        res[i] = known.get(flag[2:].replace('-', '_'), flag) + eq + val
+    return res
+
+_ERRORS = (ValueError, OSError, Diverged)   # what the console scripts report in one line (BSGATE_DEBUG=1: the traceback)
+
+def _console(func, argv:list|None=None):
+    "Run `func` (a `call_parse` function) from the command line: exit 0, or 1 with one line `prog: error: ...`"
+    parser = _parser(func)
+    args = vars(parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv)))
     args.pop('pdb', None); args.pop('xtra', None)
-    func(**args)
+    fmt = warnings.formatwarning
+    def _fmt(msg, cat, filename, *a, **k):   # bsgate's own notes in one line; other warnings as Python shows them
+        return f"{parser.prog}: note: {str(msg).removeprefix(parser.prog + ': ')}\n" if cat is UserWarning and 'bsgate' in str(filename) else fmt(msg, cat, filename, *a, **k)
+    warnings.formatwarning = _fmt
+    try: func(**args)
+    except _ERRORS as e:
+        if os.environ.get('BSGATE_DEBUG'): raise
+        msg = e.strerror if isinstance(e, OSError) and e.strerror and e.filename is None else str(e)
+        sys.exit(f"{parser.prog}: error: {' '.join(msg.split()).removeprefix(parser.prog + ': ') or type(e).__name__}")
+    finally: warnings.formatwarning = fmt
 
 def train_main(): _console(train)
 def evaluate_main(): _console(evaluate)

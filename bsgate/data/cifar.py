@@ -4,7 +4,7 @@
 
 # %% ../../nbs/09a_data.cifar.ipynb #3f3d9f23
 from __future__ import annotations
-import pickle, tarfile, hashlib, tempfile, os
+import pickle, tarfile, hashlib, tempfile, os, warnings, zipfile, zlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 import numpy as np
@@ -62,12 +62,13 @@ def _from_pickles(blobs:dict, split:str, where) -> CifarArrays:
 
 def _read_tar(p:Path) -> dict:
     "Every split in the archive `p`, decoded in one streaming pass: split → `CifarArrays`"
-    items, blobs = {}, {}
+    items, blobs, dirs = {}, {}, set()
     try:
         with tarfile.open(p, 'r|*') as t:
             for m in t:
-                if not m.isfile(): continue
                 parts = [o for o in PurePosixPath(m.name).parts if o not in ('', '.')]
+                if m.isdir() and len(parts) >= 2: dirs.add((parts[-2], parts[-1], m.name))
+                if not m.isfile(): continue
                 base = parts[-1]
                 if base.startswith('._'): continue
                 if base in _PICKLES['train'] + _PICKLES['test'] + ['batches.meta']: blobs[base] = t.extractfile(m).read()
@@ -75,10 +76,23 @@ def _read_tar(p:Path) -> dict:
                     x = read_image(t.extractfile(m).read(), _NAME, f'{p}:{m.name}')
                     items.setdefault(parts[-3], []).append((parts[-2], m.name, x))
     except (tarfile.TarError, EOFError, OSError) as e: raise ValueError(f"{_NAME}: cannot read archive {p}: {e}") from None
+    for s, c, name in sorted(dirs):   # a class folder of a split that has images, without images of its own
+        if s in items and not c.startswith('.') and all(o[0] != c for o in items[s]): _empty_class(f'{p}:{name.rstrip("/")}')
     res = {s: _stack(v, f'{p}:') for s, v in items.items()}
     res.update({s: _from_pickles(blobs, s, p) for s, ns in _PICKLES.items() if s not in res and all(n in blobs for n in ns)})
     if not res: raise FileNotFoundError(f"{_NAME}: no images in {p} (expected <split>/<class>/<image> or cifar-10-batches-py/)")
     return res
+
+def _empty_class(where):
+    raise ValueError(f"{_NAME}: the class folder {where} has no images; remove it or add its images "
+                     f"(an empty class would be dropped, and every later label would shift)")
+
+def _check_classes(d:Path):
+    "Refuse a split folder `d` where some class folders hold images and another holds none"
+    has = {c: any(f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.') for f in c.iterdir()) for c in _subdirs(d)}
+    if any(has.values()):
+        for c, ok in has.items():
+            if not ok: _empty_class(c)
 
 def _folder_files(d:Path) -> list:
     "(class, file) of the images in a split folder `d` = `<class>/<image>`"
@@ -89,6 +103,7 @@ def _read_folder(d:Path) -> CifarArrays:
     "Decode the split folder `d`"
     files = _folder_files(d)
     if not files: raise FileNotFoundError(f"{_NAME}: no images in {d} (expected {d.name}/<class>/<image>)")
+    _check_classes(d)
     return _stack([(c, f.name, read_image(f, _NAME)) for c, f in files], f'{d}/')
 
 # %% ../../nbs/09a_data.cifar.ipynb #bc3384d7
@@ -117,26 +132,41 @@ def _cached(f:Path, decode) -> Path|dict:
     _replace_old(f.parent, f.name[:-len(f.name.split('-')[-1])], keep=f.name)   # older versions of this source
     return f
 
+class _BadCache(Exception): "A cache file that cannot be read"
+
+def _npz(f:Path, read):
+    "`read(z)` on the open npz `f`; `_BadCache` if the file cannot be read (truncated, corrupt)"
+    try:
+        with open(f, 'rb') as fh, np.load(fh) as z: return read(z)   # our own handle: closed even when np.load fails
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError, zlib.error) as e: raise _BadCache(f"{type(e).__name__}: {e}") from None
+
+def _from_cache(f:Path, decode, read):
+    "`read(src)`, `src` the cache entry `f` (made by `decode()` if missing); an unreadable entry is rebuilt from the source, with a warning"
+    try: return read(_cached(f, decode))
+    except _BadCache as e:
+        warnings.warn(f"{_NAME}: the cache file {f} is unreadable ({e}); rebuilding it from the source")
+        f.unlink(missing_ok=True)
+        return read(_cached(f, decode))
+
 def _splits_of(src) -> list:
     if isinstance(src, dict): return sorted(src)
-    with np.load(src) as z: return sorted({k.rsplit('.', 1)[0] for k in z.files})
+    return _npz(src, lambda z: sorted({k.rsplit('.', 1)[0] for k in z.files}))
 
 def _load(src, split:str, where, classes_only=False):
     "A split (or only its class names) from a cache file or from decoded splits"
     if split not in _splits_of(src): _no_split(split, where, _splits_of(src))
     if isinstance(src, dict): return src[split].classes if classes_only else src[split]
-    with np.load(src) as z:
-        if classes_only: return z[f'{split}.classes'].tolist()
-        return CifarArrays(z[f'{split}.images'], z[f'{split}.labels'], z[f'{split}.classes'].tolist())
+    if classes_only: return _npz(src, lambda z: z[f'{split}.classes'].tolist())
+    return _npz(src, lambda z: CifarArrays(z[f'{split}.images'], z[f'{split}.labels'], z[f'{split}.classes'].tolist()))
 
 def _cache(cache_dir) -> Path:
     res = bsgate_cache(cache_dir)/'cifar'; res.mkdir(exist_ok=True)
     return res
 
-def _tar_cache(p:Path, cache_dir) -> Path|dict:
-    "The cached npz of the archive `p`, decoded (and cached) now if needed"
+def _tar_read(p:Path, cache_dir, read):
+    "`read(src)` of the cached npz of the archive `p` (`src`: the file, or the decoded splits if too small to cache)"
     pk, vk = file_key(p)
-    return _cached(_cache(cache_dir)/f'{p.name}-{pk}-{vk}.npz', lambda: _read_tar(p))
+    return _from_cache(_cache(cache_dir)/f'{p.name}-{pk}-{vk}.npz', lambda: _read_tar(p), read)
 
 def _folder_key(d:Path) -> str:
     "Version of a split folder: a hash of its image files' names, sizes and mtimes"
@@ -178,12 +208,13 @@ def load_cifar(path=None,                # folder, archive or pickles (see the t
     if path is None: path = download(URLs.CIFAR, _NAME)
     kind, p = _source(path, cache_dir)
     if kind == 'pickles': a = _from_pickles({f.name: f for f in p.iterdir() if f.is_file()}, split, p)
-    elif kind == 'tar': a = _load(_tar_cache(p, cache_dir), split, p)
+    elif kind == 'tar': a = _tar_read(p, cache_dir, lambda s: _load(s, split, p))
     else:
         if not (p/split).is_dir(): _no_split(split, p, _folder_splits(p))
         d = p/split
+        _check_classes(d)
         f = _cache(cache_dir)/f'{p.name}-{split}-{file_key(d)[0]}-{_folder_key(d)}.npz'
-        a = _load(_cached(f, lambda: {split: _read_folder(d)}), split, p)
+        a = _from_cache(f, lambda: {split: _read_folder(d)}, lambda s: _load(s, split, p))
     return a if vocab is None else _remap(a, vocab, f'{p} {split}')
 
 def _remap(a:CifarArrays, vocab:list, where) -> CifarArrays:
@@ -198,16 +229,17 @@ def cifar_splits(path, cache_dir=None) -> list:
     kind, p = _source(path, cache_dir)
     if kind == 'pickles': return [s for s, ns in _PICKLES.items() if all((p/n).exists() for n in ns)]
     if kind == 'folder': return _folder_splits(p)
-    return _splits_of(_tar_cache(p, cache_dir))
+    return _tar_read(p, cache_dir, _splits_of)
 
 def cifar_classes(path, split:str='train', cache_dir=None) -> list:
     "The class names of a split, without loading its images (from the cache, the folder names or the pickles' meta)"
     kind, p = _source(path, cache_dir)
     if kind == 'folder':
         if not (p/split).is_dir(): _no_split(split, p, _folder_splits(p))
+        _check_classes(p/split)
         return sorted({c for c, _ in _folder_files(p/split)})
     if kind == 'pickles': return load_cifar(p, split).classes
-    return _load(_tar_cache(p, cache_dir), split, p, classes_only=True)
+    return _tar_read(p, cache_dir, lambda s: _load(s, split, p, classes_only=True))
 
 # %% ../../nbs/09a_data.cifar.ipynb #0911f5c0
 class PadCropFlip(DisplayedTransform):

@@ -242,6 +242,11 @@ def image_dls(train_ds, valid_ds, bs:int=64, val_bs:int|None=None, path='.', dev
 
 # %% ../../nbs/09_data.core.ipynb #2f0bf80a
 def download(url:str, name:str) -> Path:
-    "fastai's `untar_data(url)` for a loader called without a path; refused in tests (`IN_TEST` set) so tests never download"
-    if os.environ.get('IN_TEST'): raise RuntimeError(f"{name}: no path given, and downloads are off in tests (IN_TEST is set)")
-    return untar_data(url)
+    "fastai's `untar_data(url)` for a loader called without a path; refused in tests (`IN_TEST` set); offline, one clear error"
+    if os.environ.get('IN_TEST'): raise FileNotFoundError(f"{name}: no path given, and downloads are off in tests (IN_TEST is set)")
+    try: return untar_data(url)
+    except Exception as e:   # offline: URLError; behind a proxy: HTTPError; ...
+        try: from fastai.data.external import fastai_path; where = f" and none in {fastai_path('data')}"
+        except Exception: where = ''
+        raise FileNotFoundError(f"{name}: no data given{where}, and downloading {url} failed ({type(e).__name__}: {e}); "
+                                f"pass the dataset's folder or archive (bsgate_train/bsgate_eval --data PATH)") from None

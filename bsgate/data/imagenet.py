@@ -30,6 +30,9 @@ def image_folder(root:Path,   # the dataset's root folder
     items = [(c.name, f) for c in sorted(d.iterdir()) if c.is_dir() and not c.name.startswith('.')
              for f in sorted(c.iterdir()) if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.')]
     if not items: raise FileNotFoundError(f"{_NAME}: no images in {d} (expected {split}/<class>/<image>)")
+    empty = sorted(set(class_names(root, split)) - {c for c, _ in items})
+    if empty: raise ValueError(f"{_NAME}: the class folder {d/empty[0]} has no images{f' (nor {len(empty) - 1} other)' if len(empty) > 1 else ''}; "
+                               f"remove it or add its images")
     return [f for _, f in items], [c for c, _ in items]
 
 def class_names(root:Path, split:str='train') -> list:
