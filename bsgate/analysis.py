@@ -22,7 +22,7 @@ from .macs import MacCounter, dense_macs
 from .callbacks import find_gates, unwrap
 from .data.core import IGNORE_INDEX
 from .learner import Preset, get_preset, build_model, LEARNERS
-from .train import preset_dls, preset_eval_dl
+from .train import preset_dls, preset_eval_dl, read_config, load_run_weights, check_vocab, data_vocab
 
 # %% auto #0
 __all__ = ['GateRecord', 'collect_gates', 'gate_categories', 'plot_gate_categories', 'plot_mac_histogram', 'show_extremes',
@@ -382,15 +382,13 @@ def load_run(folder,                  # a `bsgate_train` output folder (config.j
     out = Path(folder)
     cfg = out / 'config.json'
     if not cfg.is_file(): raise FileNotFoundError(f"load_run: no {cfg}; `folder` must be a bsgate_train output folder")
-    p = Preset.from_json(cfg.read_text())
-    w = out / 'model.pth'
-    if w.is_file(): sd = torch.load(w, map_location='cpu', weights_only=True)
-    elif (out / 'checkpoint.pth').is_file(): sd = torch.load(out / 'checkpoint.pth', map_location='cpu', weights_only=False)['model']
-    else: raise FileNotFoundError(f"load_run: {out} has neither model.pth nor checkpoint.pth")
+    p, saved = read_config(cfg, 'load_run')
+    sd = load_run_weights(out, 'load_run')   # model.pth, else (with a warning) the last readable checkpoint
     if split is None: dls = preset_dls(dataclasses.replace(p, bs=bs or p.bs), data, limit, device=device)
     else:
         dl = preset_eval_dl(p, data, split, limit, bs, device=device)
         dls = DataLoaders(dl, dl)
+    check_vocab(saved.get('vocab'), data_vocab(dls), 'load_run')
     learn = LEARNERS[p.task][p.dataset](dls, p)
     unwrap(learn.model).load_state_dict(sd)
     learn.model.to(dls.device)
