@@ -31,7 +31,9 @@ dev_requirements = shlex.split(cfg.get('dev_requirements') or '')
 
 setuptools.setup(
     name = cfg['lib_name'],
-    license = lic[0],
+    # an SPDX expression in settings.ini (e.g. Apache-2.0) becomes `License-Expression` (PEP 639); a classic short name
+    # (apache2, ...) a licence classifier, which setuptools >= 77 deprecates
+    **({'license': lic[0]} if lic[1] else {'license_expression': cfg['license']}),
     classifiers = [
         'Development Status :: ' + statuses[int(cfg['status'])],
         'Intended Audience :: ' + cfg['audience'].title(),

@@ -4,12 +4,15 @@
 
 # %% ../nbs/08_callbacks.ipynb #fa74a8d7
 from __future__ import annotations
-import math
+import math, warnings
 import torch
 from torch import nn, Tensor
 import torch.distributed as dist
 from fastcore.basics import store_attr, patch
-from fastai.callback.core import Callback
+with warnings.catch_warnings():  # fastai.layers applies `torch.jit.script` at import, which PyTorch >= 2.10 deprecates with a
+    # FutureWarning on every program start (a CLI's --help too): silence it for this first fastai import only
+    warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated', category=FutureWarning)
+    from fastai.callback.core import Callback
 from fastai.callback.hook import HookCallback
 from fastai.callback.fp16 import MixedPrecision
 from fastai.callback.schedule import SchedLin, SchedNo
@@ -22,8 +25,8 @@ from .models.resnet import GatedResNet
 # %% auto #0
 __all__ = ['BUDGETS', 'synth_gated_learner', 'unwrap', 'find_gates', 'GateCollector', 'TrainTermMetric', 'gather_batch',
            'BatchShaping', 'open_target', 'L0Penalty', 'Phases', 'paper_schedules', 'GateScheduler', 'gate_params',
-           'gate_splitter', 'NoGateWD', 'GateStats', 'GateMetric', 'gate_callbacks', 'gate_metrics', 'recalibrate_bn',
-           'BNRecalibration']
+           'head_params', 'gate_splitter', 'NoGateWD', 'GateStats', 'GateMetric', 'gate_callbacks', 'gate_metrics',
+           'recalibrate_bn', 'BNRecalibration']
 
 # %% ../nbs/08_callbacks.ipynb #88346e40
 def synth_gated_learner(n:int=128, bs:int=32, size:int=8, n_classes:int=2, cbs=None, metrics=None,
@@ -60,8 +63,12 @@ class GateCollector(HookCallback):
     order = MixedPrecision.order + 1
     def __init__(self, modules=None): super().__init__(modules=modules, detach=False, cpu=False)
     def before_fit(self):
-        if self.modules is None: self.modules = find_gates(self.model)
-        if not self.modules: raise ValueError("GateCollector: the model has no gates (no `gate_modules()` and no module with probs/logits/gates)")
+        # not `self.modules = ...`: fastai's `Callback.__setattr__` warns that it shadows `learn.modules` (the model's method)
+        if self.modules is None: vars(self)['modules'] = find_gates(self.model)
+        if not self.modules: raise ValueError(
+            f"GateCollector: the model ({type(unwrap(self.model)).__name__}) has no gates (no `gate_modules()` and no module with "
+            "probs/logits/gates); build a gated one: `bsgate.models.from_torchvision(depth, tv_model, gate_layer='channel')` "
+            "for a torchvision ResNet, or `gate_layer='channel'` in a bsgate model's constructor")
         super().before_fit()
     def hook(self, m, i, o): return (m.probs, m.logits)
     @property
@@ -77,12 +84,14 @@ class GateCollector(HookCallback):
 class _TrainTerm(Callback):
     "Base for an auxiliary training loss: keeps the epoch's running mean on the device (no host sync per batch)"
     order, run_valid = GateCollector.order + 1, False
-    def before_train(self): self._sum, self._n = 0., 0
+    def before_train(self): self._sum, self._n, self._n_off = 0., 0, 0
     def _log(self, v:Tensor): self._sum, self._n = self._sum + v.detach().float(), self._n + 1
+    def _off(self): self._n_off = getattr(self, '_n_off', 0) + 1   # a batch where the weight was 0 and the term not computed
     @property
     def epoch_mean(self) -> float:
-        "Mean of the term over the training batches of the current epoch"
-        return float(self._sum / self._n) if getattr(self, '_n', 0) else float('nan')
+        "Mean of the term over the training batches of the current epoch; 0 if its weight was 0 in all of them (nan: no batch)"
+        if getattr(self, '_n', 0): return float(self._sum / self._n)
+        return 0. if getattr(self, '_n_off', 0) else float('nan')
 
 class TrainTermMetric(Metric):
     "A recorder column showing the epoch mean of a training term kept by the callback `learn.<attr>`"
@@ -114,7 +123,8 @@ class BatchShaping(_TrainTerm):
         if reduction not in REDUCTIONS: raise ValueError(f"BatchShaping: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         store_attr()
     def after_loss(self):
-        if not self.training or not self.gamma: return
+        if not self.training: return
+        if not self.gamma: return self._off()   # after the warm-up: not computed (and shown as 0)
         p = self.gate_collector.probs.float()
         if self.gather: p = gather_batch(p)
         self.bs_loss = batch_shaping_loss(p, self.prior, validate=self.validate, reduction=self.reduction)
@@ -198,35 +208,65 @@ def paper_schedules(gamma:float=0.75,   # initial batch-shaping weight
 class GateScheduler(Callback):
     "Set γ (`learn.batch_shaping.gamma`), λ (`learn.l0_penalty.lam`) and τ (every gate's `tau`) from training progress"
     order = GateCollector.order
-    def __init__(self, scheds:dict|None=None): self.scheds = paper_schedules() if scheds is None else scheds
+    def __init__(self,
+                 scheds:dict|None=None,          # {'gamma'|'lam'|'tau': schedule of progress in [0, 1]}; `paper_schedules()` by default
+                 total_epochs:int|None=None):    # None: each `fit` runs the whole schedule; N: one schedule over N epochs of all fits
+        self.scheds = paper_schedules() if scheds is None else scheds
+        if total_epochs is not None and not (isinstance(total_epochs, int) and total_epochs > 0):
+            raise ValueError(f"GateScheduler: total_epochs must be a positive int or None, got {total_epochs!r}")
+        self.total_epochs, self.done = total_epochs, 0   # `done`: epochs trained in earlier fits (with `total_epochs`)
     def _targets(self, name):
         if name == 'gamma': return [(self.learn.batch_shaping, 'gamma')] if hasattr(self.learn, 'batch_shaping') else []
         if name == 'lam': return [(self.learn.l0_penalty, 'lam')] if hasattr(self.learn, 'l0_penalty') else []
         if name == 'tau': return [(g, 'tau') for g in find_gates(self.model)]
         raise ValueError(f"GateScheduler: unknown parameter {name!r}; use gamma, lam or tau")
+    @property
+    def pos(self) -> float:
+        "Where training is in the schedule: this fit's `pct_train`, or with `total_epochs` the epochs of all fits so far"
+        total = getattr(self, 'total_epochs', None)   # (a GateScheduler pickled before it had one)
+        if total is None: return self.pct_train
+        return min((getattr(self, 'done', 0) + self.epoch + self.iter / self.n_iter) / total, 1.)
     def before_fit(self):
         self.hps = {k: [] for k in self.scheds}
         self._saved = {k: [(o, a, getattr(o, a)) for o, a in self._targets(k)] for k in self.scheds}
+        self._trained = 0
     def before_batch(self):
         if not self.training: return
+        pos = self.pos
         for k, f in self.scheds.items():
-            v = f(self.pct_train)
+            v = f(pos)
             for o, a in self._targets(k): setattr(o, a, v)
             self.hps[k].append(v)
+    def after_train(self): self._trained = self.epoch + 1
     def after_fit(self):
-        "Put back the values the schedule changed (also after a cancelled fit)"
+        "Put back the values the schedule changed (also after a cancelled fit); count the epochs trained (not `lr_find`'s)"
         for saved in getattr(self, '_saved', {}).values():
             for o, a, v in saved: setattr(o, a, v)
+        if not hasattr(self.learn, 'lr_finder'): self.done = getattr(self, 'done', 0) + getattr(self, '_trained', 0)
+        self._trained = 0
 
 # %% ../nbs/08_callbacks.ipynb #e082a6d0
 def gate_params(model:nn.Module) -> list:
     "The parameters of the gate modules (not of a GaterNet's gater network)"
     return [p for g in find_gates(model) for p in g.parameters()]
 
-def gate_splitter(model:nn.Module) -> list:
-    "Two parameter groups, [everything else, the gates], so a wrapped PyTorch optimizer can treat the gates apart"
+_HEADS = ('fc', 'classifier', 'aux_classifier', 'ppm', 'head')
+
+def head_params(model:nn.Module) -> list:
+    "The head's parameters: `fc` (ResNets, torchvision's too), PSPNet's `ppm` and classifiers, GaterNet's `backbone.fc`, ..."
+    m = unwrap(model)
+    mods = [getattr(m, n) for n in _HEADS if isinstance(getattr(m, n, None), nn.Module)]
+    if not any(True for o in mods for _ in o.parameters()) and isinstance(getattr(m, 'backbone', None), nn.Module): return head_params(m.backbone)
+    if not mods: mods = [c for c in m.children() if any(True for _ in c.parameters())][-1:]   # fastai's default: the last child
+    return [p for o in mods for p in o.parameters()]
+
+def gate_splitter(model:nn.Module, head:bool=True) -> list:
+    "fastai parameter groups [body, gates, head]: `freeze()` trains the head, `lr=slice(lo, hi)` gives the head `hi`"
     gp = {id(p) for p in gate_params(model)}
-    return [[p for p in model.parameters() if id(p) not in gp], [p for p in model.parameters() if id(p) in gp]]
+    hp = {id(p) for p in head_params(model)} - gp if head else set()
+    ps = list(model.parameters())
+    groups = [[p for p in ps if id(p) not in gp and id(p) not in hp], [p for p in ps if id(p) in gp]]
+    return groups + [[p for p in ps if id(p) in hp]] if head else groups
 
 class NoGateWD(Callback):
     "Exclude the gate parameters from weight decay (fastai optimizers: `do_wd`; wrapped PyTorch ones: their group's `weight_decay`)"
@@ -299,10 +339,11 @@ class GateMetric(Metric):
 # %% ../nbs/08_callbacks.ipynb #520ed35d
 def gate_callbacks(gamma:float=0.75, lam:float=0., warmup:float=0.2, ramp_end:float=0.6, tau:float|None=None,
                    prior:BetaPrior|None=None, macs=None, target:float|None=None, schedule:bool=True, stats:bool=True,
-                   budget:str='layer', reduction:str='sum', bn_recal:int=0) -> list:
+                   budget:str='layer', reduction:str='sum', bn_recal:int=0,
+                   total_epochs:int|None=None) -> list:
     "The callbacks that train a gated model the paper's way (see `paper_schedules`, `L0Penalty` for `macs`, `target`, `budget`; `BNRecalibration`)"
     cbs = [GateCollector(), BatchShaping(gamma, prior, reduction=reduction), L0Penalty(lam if not schedule else 0., macs, target, budget), NoGateWD()]
-    if schedule: cbs.append(GateScheduler(paper_schedules(gamma, lam, warmup, ramp_end, tau)))
+    if schedule: cbs.append(GateScheduler(paper_schedules(gamma, lam, warmup, ramp_end, tau), total_epochs))
     if stats: cbs.append(GateStats())
     if bn_recal: cbs.append(BNRecalibration(bn_recal))
     return cbs

@@ -4,7 +4,7 @@
 
 # %% ../nbs/12_inference.ipynb #4a5a5125
 from __future__ import annotations
-import copy
+import copy, warnings
 import torch
 import torch.nn.functional as F
 from torch import nn, Tensor
@@ -15,7 +15,7 @@ from .models.resnet import GatedResNet
 
 # %% auto #0
 __all__ = ['CL', 'STRATEGIES', 'CALL_MACS', 'CALL_SHARE', 'fold_bn', 'FoldedConv', 'FoldedGate', 'FastBlock', 'FoldedStem',
-           'convert']
+           'convert', 'export_gated']
 
 # %% ../nbs/12_inference.ipynb #a302b074
 CL = torch.channels_last
@@ -339,3 +339,22 @@ def convert(model:nn.Module,
         cl = (r.stem_type == 'imagenet', True) if channels_last is None else channels_last
         r.conv1, r.bn1 = FoldedStem(r.conv1, r.bn1, cl if isinstance(cl, tuple) else (bool(cl),) * 2), nn.Identity()
     return m.eval().requires_grad_(False)
+
+# %% ../nbs/12_inference.ipynb #05295a02
+def export_gated(model:nn.Module,          # a gated network (not `convert`ed)
+                 example:Tensor,           # an input batch, e.g. (N, 3, H, W)
+                 dynamic_batch:bool=True,  # accept any batch size (else only the example's)
+                ) -> torch.export.ExportedProgram:
+    "`torch.export` of `model` in eval mode (deterministic gates): the gated network's outputs, every channel computed"
+    if any(isinstance(m, (FastBlock, FoldedStem)) for m in model.modules()):
+        raise ValueError("export_gated: a converted model does not export: which channels it computes depends on the input "
+                         "(data-dependent shapes). Export the gated model it came from (same outputs, no speed-up), or "
+                         "torch.save the converted module for Python")
+    was = model.training
+    model.eval()
+    try:
+        with warnings.catch_warnings():   # the gates keep their last logits as attributes: export warns, harmlessly
+            warnings.filterwarnings('ignore', message='The tensor attribute', category=UserWarning)
+            ds = ({0: torch.export.Dim('batch', min=1)},) if dynamic_batch else None
+            return torch.export.export(model, (example,), dynamic_shapes=ds)
+    finally: model.train(was)

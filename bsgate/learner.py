@@ -11,16 +11,17 @@ from functools import partial
 import torch
 from torch import nn, Tensor
 from fastcore.basics import store_attr
-from fastai.learner import Learner, Metric
-from fastai.metrics import accuracy
-from fastai.optimizer import OptimWrapper
-from fastai.callback.schedule import ParamScheduler, SchedNo, SchedCos
+# bsgate first: `bsgate.callbacks` imports fastai without its import-time torch.jit.script FutureWarning
 from .models.resnet import cifar_resnet, imagenet_resnet, from_torchvision
 from .models.pspnet import PSPNet, pspnet_loss
 from .models.gaternet import GaterNet
 from .macs import gate_mac_weights
 from .callbacks import gate_callbacks, gate_metrics, gate_splitter, Phases
 from .gates import get_gate
+from fastai.learner import Learner, Metric
+from fastai.metrics import accuracy
+from fastai.optimizer import OptimWrapper
+from fastai.callback.schedule import ParamScheduler, SchedNo, SchedCos
 
 # %% auto #0
 __all__ = ['PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func', 'WarmUp', 'lr_schedule',
@@ -114,7 +115,10 @@ def build_model(p:Preset) -> nn.Module:
     gate = dict(gate_layer=gl, gate_at=p.gate_at)
     if p.arch == 'cifar_resnet': return cifar_resnet(p.depth, num_classes=p.num_classes, **gate)
     if p.arch == 'resnet':
-        if p.pretrained: return from_torchvision(p.depth, p.pretrained, num_classes=p.num_classes, **gate)
+        if p.pretrained:   # the weights' classifier, replaced by a new one when the preset has other classes
+            m = from_torchvision(p.depth, p.pretrained, **gate)
+            if m.fc.out_features != p.num_classes: m.fc = nn.Linear(m.num_features, p.num_classes)
+            return m
         return imagenet_resnet(p.depth, num_classes=p.num_classes, **gate)
     if p.arch == 'pspnet': return PSPNet(p.num_classes, p.depth, pretrained=p.pretrained, **gate)
     if p.arch == 'gaternet':
@@ -194,6 +198,10 @@ class PixelAccuracy(ConfusionMetric):
     def name(self): return 'pixel_acc'
 
 # %% ../nbs/10_learner.ipynb #f868b27b
+def _preset_splitter(model:nn.Module) -> list:
+    "[everything but the gates, the gates]: the presets' two groups, so the optimizer states in earlier runs' checkpoints resume"
+    return gate_splitter(model, head=False)
+
 def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=None, **kwargs) -> Learner:
     "A fastai `Learner` for `model` trained with preset `p`: SGD, lr schedule, gate callbacks and metrics"
     gated = p.gate_layer is not None or p.arch == 'gaternet'
@@ -203,7 +211,7 @@ def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=N
         gm = gate_mac_weights(model, (3, side, side))   # the budget at the training resolution
     cbs = [lr_schedule(p)] + (gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end, macs=gm, target=p.mac_target, budget=p.budget, reduction=p.bs_reduction) if gated else []) + list(cbs or [])
     metrics = list(metrics) + (gate_metrics() if gated else [])
-    return Learner(dls, model, loss_func=loss_func, opt_func=opt_func(p), splitter=gate_splitter, lr=p.lr, wd=p.wd,
+    return Learner(dls, model, loss_func=loss_func, opt_func=opt_func(p), splitter=_preset_splitter, lr=p.lr, wd=p.wd,
                    metrics=metrics, cbs=cbs, **kwargs)
 
 def cifar_learner(dls, preset:str|Preset='cifar10_r20', cbs=None, **overrides) -> Learner:

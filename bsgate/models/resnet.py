@@ -4,6 +4,7 @@
 
 # %% ../../nbs/06_models.resnet.ipynb #322d1888
 from __future__ import annotations
+import warnings
 from pathlib import Path
 import torch
 from torch import nn, Tensor
@@ -166,20 +167,33 @@ def resnet50(**kwargs) -> GatedResNet:
     return imagenet_resnet(50, **kwargs)
 
 # %% ../../nbs/06_models.resnet.ipynb #61ffcb09
+def _load_weights_file(p:Path) -> dict:
+    "The state dict saved in file `p` (a plain state dict or a checkpoint dict with 'state_dict'); a ValueError if it is neither"
+    try: sd = torch.load(p, map_location='cpu', weights_only=True)
+    except Exception as e:  # not a torch file, a truncated one, or pickled objects `weights_only` refuses
+        raise ValueError(f"from_torchvision: not a state dict / checkpoint: {p} ({type(e).__name__}: {str(e).splitlines()[0][:120]})") from None
+    if not isinstance(sd, dict) or not (all(isinstance(v, Tensor) for v in sd.values()) or isinstance(sd.get('state_dict'), dict)):
+        raise ValueError(f"from_torchvision: not a state dict / checkpoint: {p} (it holds a {type(sd).__name__})")
+    return sd
+
 def from_torchvision(depth:int,                # 18, 34, 50 or 101
                      weights,                  # a torchvision ResNet, its state dict, or a path to a saved state dict
-                     num_classes:int=1000,     # keep 1000 to load the classifier too
+                     num_classes:int|None=None, # None: the weights' own classifier (1000 without one); 0: no classifier
                      **kwargs) -> GatedResNet: # `gate_layer=...`, `gate_at=...` etc. for `imagenet_resnet`
     "A (gated) `imagenet_resnet(depth)` initialised from torchvision weights, without downloading anything"
     if isinstance(weights, (str, Path)):
         p = Path(weights).expanduser()
         if not p.is_file(): raise FileNotFoundError(f"from_torchvision: no checkpoint file at {p}")
-        weights = torch.load(p, map_location='cpu', weights_only=True)
+        weights = _load_weights_file(p)
     sd = weights.state_dict() if isinstance(weights, nn.Module) else dict(weights)
     if 'state_dict' in sd and isinstance(sd['state_dict'], dict): sd = sd['state_dict']
+    have = sd['fc.weight'].shape[0] if 'fc.weight' in sd else None
+    if num_classes is None: num_classes = have or 1000
+    elif num_classes and have is not None and num_classes != have:
+        warnings.warn(f"from_torchvision: the weights' classifier has {have} classes but num_classes={num_classes}: the head `fc` "
+                      f"is new (randomly initialised); pass num_classes=None to keep the weights' own", stacklevel=2)
     model = imagenet_resnet(depth, num_classes=num_classes, **kwargs)
-    if num_classes != sd.get('fc.weight', torch.empty(num_classes)).shape[0]:
-        sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
+    if num_classes != have: sd = {k: v for k, v in sd.items() if not k.startswith('fc.')}
     try: res = model.load_state_dict(sd, strict=False)
     except RuntimeError as e:  # a tensor of the wrong shape: another depth or width
         raise ValueError(f"from_torchvision: the weights do not fit resnet{depth}: {str(e).splitlines()[1].strip() if len(str(e).splitlines()) > 1 else e}") from None
