@@ -22,7 +22,7 @@ from .macs import MacCounter, dense_macs
 from .callbacks import find_gates, unwrap
 from .data.core import IGNORE_INDEX
 from .learner import Preset, get_preset, build_model, LEARNERS
-from .train import preset_dls, preset_eval_dl, read_config, load_run_weights, check_vocab, data_vocab
+from .train import preset_dls, preset_eval_dl, read_config, load_run_weights, check_vocab, data_vocab, _precheck_vocab
 
 # %% auto #0
 __all__ = ['GateRecord', 'collect_gates', 'gate_categories', 'plot_gate_categories', 'plot_mac_histogram', 'show_extremes',
@@ -384,6 +384,7 @@ def load_run(folder,                  # a `bsgate_train` output folder (config.j
     if not cfg.is_file(): raise FileNotFoundError(f"load_run: no {cfg}; `folder` must be a bsgate_train output folder")
     p, saved = read_config(cfg, 'load_run')
     sd = load_run_weights(out, 'load_run')   # model.pth, else (with a warning) the last readable checkpoint
+    _precheck_vocab(p, saved, data, split, 'load_run')
     if split is None: dls = preset_dls(dataclasses.replace(p, bs=bs or p.bs), data, limit, device=device)
     else:
         dl = preset_eval_dl(p, data, split, limit, bs, device=device)

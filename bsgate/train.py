@@ -168,6 +168,14 @@ def load_run_weights(folder:str|Path, who:str='bsgate') -> dict:
         return sd
     raise FileNotFoundError(f"{who}: no readable weights in {out}: {'; '.join(why)}")
 
+def _precheck_vocab(p:Preset, saved:dict, data, split:str|None, who:str):
+    "Compare the run's class names with a CIFAR folder's before its images are decoded (other sources are checked once loaded)"
+    if 'vocab' not in saved or p.dataset != 'cifar10' or data is None or not Path(data).is_dir(): return
+    from bsgate.data.cifar import cifar_classes, cifar_splits
+    try: got = cifar_classes(data, 'train' if split in (None, 'valid') or 'train' in cifar_splits(data) else split)
+    except (OSError, ValueError): return   # the loader will say what is wrong with the data
+    check_vocab(saved['vocab'], got, who)
+
 # %% ../nbs/11_train.ipynb #8aa08a5b
 class EpochSeed(Callback):
     "Reseed every random number generator (torch, NumPy, Python, the DataLoader's shuffler) at each epoch from (seed, epoch)"
@@ -427,6 +435,7 @@ def evaluate(checkpoint:str=None,  # a training output folder (with config.json 
     if not cfg.is_file(): raise FileNotFoundError(f"bsgate_eval: no {cfg}: --checkpoint must be a bsgate_train output folder")
     p, saved = read_config(cfg, 'bsgate_eval')
     sd = load_run_weights(out, 'bsgate_eval')
+    _precheck_vocab(p, saved, data, split, 'bsgate_eval')
     if split == 'valid':   # exactly what training validated on (its hold-out, when the data has no validation split), or `limit` of it
         dl = preset_dls(p if bs is None else dataclasses.replace(p, bs=bs), data, limit, workers).valid
     else: dl = preset_eval_dl(p, data, split, limit, bs, workers)
