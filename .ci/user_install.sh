@@ -73,7 +73,8 @@ fi
 echo "--- resolved (pip freeze, the packages that matter):"
 grep -iE '^(bsgate|torch|torchvision|fastai|fastcore|fastprogress|fasttransform|plum-dispatch|pandas|numpy|scipy|matplotlib|fvcore|iopath|accelerate|pillow|scikit-learn|spacy|setuptools) ?(@|==)' "$UI/freeze.txt" \
     | sed -E 's/ @ .*//; s/^/    /'
-echo "    ($(wc -l < "$UI/freeze.txt") packages in all)"
+echo "    all $(wc -l < "$UI/freeze.txt") packages (pip freeze):"
+sed -E 's/ @ .*//' "$UI/freeze.txt" | paste -sd' ' | fold -s -w 116 | sed 's/^/      /'
 "$V/bin/python" -m pip check --disable-pip-version-check 2>/dev/null | sed 's/^/    pip check: /'
 
 # ---------------------------------------------------------------------------------------------------
