@@ -10,7 +10,7 @@ from fastcore.basics import patch
 from .gates import get_gate
 
 # %% auto #0
-__all__ = ['conv3x3', 'conv1x1', 'ResBlock']
+__all__ = ['conv3x3', 'conv1x1', 'ResBlock', 'BNReLUGateFn', 'can_fuse', 'bn_relu_gate']
 
 # %% ../nbs/05_blocks.ipynb #d231683a
 def conv3x3(ni:int, nf:int, stride:int=1, groups:int=1, dilation:int=1) -> nn.Conv2d:
@@ -24,6 +24,7 @@ def conv1x1(ni:int, nf:int, stride:int=1) -> nn.Conv2d:
 # %% ../nbs/05_blocks.ipynb #2b97cd56
 class ResBlock(nn.Module):
     "torchvision's BasicBlock (`expansion=1`) or Bottleneck (`expansion=4`) with an optional injected gate layer"
+    fused = True   # train gated stages through `bn_relu_gate` (a class default: set `block.fused = False` to compare)
     def __init__(self,
                  inplanes:int,            # channels of the block input
                  planes:int,              # base width; the block outputs `planes * expansion` channels
@@ -84,6 +85,55 @@ def _init_gates(self:ResBlock, gate_layer, gate_at):
         conv = self.stages[i - 1][0]
         setattr(self, f'gate{i}', gate_layer(self.inplanes, conv.out_channels))
 
+# %% ../nbs/05_blocks.ipynb #f4b29115
+def _bn_relu_gate_fwd(x, weight, bias, rm, rv, g, momentum:float, eps:float):
+    "BN (training statistics) → ReLU → × g; returns (y, h, save_mean, save_invstd)"
+    h, mean, invstd = torch.ops.aten.native_batch_norm(x, weight, bias, rm, rv, True, momentum, eps)
+    h = h.relu_()
+    return h * g[:, :, None, None], h, mean, invstd
+
+def _bn_relu_gate_bwd(dy, x, weight, rm, rv, mean, invstd, g, h, y, eps:float, binary:bool, needs:tuple):
+    "Gradients (dx, dweight, dbias, dg) of `_bn_relu_gate_fwd`; `needs` as `ctx.needs_input_grad` for (x, weight, bias, g)"
+    dg = (dy * h).sum((2, 3)) if needs[3] else None
+    if binary: dh = torch.ops.aten.threshold_backward(dy, y, 0)          # g ∈ {0, 1}: g·1[h>0] = 1[y>0]
+    else: dh = torch.ops.aten.threshold_backward(dy, h, 0).mul_(g[:, :, None, None])
+    dx, dw, db = torch.ops.aten.native_batch_norm_backward(dh, x, weight, rm, rv, mean, invstd, True, eps, list(needs[:3]))
+    return dx, dw, db, dg
+
+class BNReLUGateFn(torch.autograd.Function):
+    "g ⊙ ReLU(BN(x)) in training mode as one autograd node: `_bn_relu_gate_fwd` / `_bn_relu_gate_bwd`"
+    @staticmethod
+    def forward(ctx, x, weight, bias, g, rm, rv, momentum:float, eps:float, binary:bool):
+        y, h, mean, invstd = _bn_relu_gate_fwd(x, weight, bias, rm, rv, g, momentum, eps)
+        ctx.save_for_backward(x, weight, rm, rv, mean, invstd, g, h, y)
+        ctx.eps, ctx.binary = eps, binary
+        return y
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, dy):
+        x, weight, rm, rv, mean, invstd, g, h, y = ctx.saved_tensors
+        n = ctx.needs_input_grad
+        dx, dw, db, dg = _bn_relu_gate_bwd(dy.contiguous(), x, weight, rm, rv, mean, invstd, g, h, y, ctx.eps, ctx.binary,
+                                           (n[0], n[1], n[2], n[3]))
+        return dx, dw, db, dg, None, None, None, None, None
+
+# %% ../nbs/05_blocks.ipynb #48b69415
+def can_fuse(x:Tensor, bn:nn.Module, g:Tensor) -> bool:
+    "Does `bn_relu_gate(x, bn, g)` apply: training `nn.BatchNorm2d` with running stats, fp32/64 NCHW, no autocast, not compiling"
+    return (type(bn) is nn.BatchNorm2d and bn.training and bn.track_running_stats and bn.affine
+            and x.dim() == 4 and g.dim() == 2 and x.dtype in (torch.float32, torch.float64) and g.dtype == x.dtype
+            and x.is_contiguous() and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
+
+def bn_relu_gate(x:Tensor,        # (N, C, H, W) conv output
+                 bn:nn.BatchNorm2d, # in training mode; its running statistics are updated
+                 g:Tensor,        # (N, C) gates, ≥ 0
+                 binary:bool=False, # every gate is exactly 0 or 1 (saves a pass in the backward)
+                ) -> Tensor:
+    "`g ⊙ ReLU(bn(x))` as one autograd node (`BNReLUGateFn`), the BN in training mode"
+    bn.num_batches_tracked.add_(1)
+    factor = 1. / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    return BNReLUGateFn.apply(x, bn.weight, bn.bias, g, bn.running_mean, bn.running_var, factor, bn.eps, binary)
+
 # %% ../nbs/05_blocks.ipynb #2025e241
 @patch
 def forward(self:ResBlock, x:Tensor) -> Tensor:
@@ -91,7 +141,11 @@ def forward(self:ResBlock, x:Tensor) -> Tensor:
     gates = {i: getattr(self, f'gate{i}')(x) for i in self.gate_at}  # all known before conv1 runs
     out, k = x, self.n_convs
     for i, (conv, bn) in enumerate(self.stages, 1):
-        out = bn(conv(out))
+        out = conv(out)
+        if i < k and i in gates and self.fused and can_fuse(out, bn, gates[i]):   # training: one autograd node
+            out = bn_relu_gate(out, bn, gates[i], binary=getattr(getattr(self, f'gate{i}'), 'binary', False))
+            continue
+        out = bn(out)
         if i < k: out = self.relu(out)
         if i in gates:
             g = gates[i]

@@ -39,12 +39,13 @@ class ChannelGate(nn.Module):
         self.fc2 = nn.Linear(hidden, nf)
         nn.init.constant_(self.fc2.bias, init_bias)
         self.logits = self.probs = self.gates = self.override = None
+        self.binary = False
 
     def extra_repr(self): return f"ni={self.ni}, nf={self.nf}, tau={self.tau:.3g}, relax={self.relax!r}"
 
 # %% ../nbs/04_gates.ipynb #cab6d7a3
 def _pool(x:Tensor, ni:int) -> Tensor:
-    if x.dim() == 4: x = x.mean((2, 3))
+    if x.dim() == 4: x = x.sum((2, 3)) * (1. / (x.shape[2] * x.shape[3]))   # mean; its backward is a broadcast view
     if x.dim() != 2 or x.shape[1] != ni:
         raise ValueError(f"gate expected the block input with {ni} channels, shape (N, {ni}, H, W) or (N, {ni}); got {tuple(x.shape)}")
     return x
@@ -58,6 +59,7 @@ def forward(self:ChannelGate, x:Tensor) -> Tensor:
     elif self.relax == 'semhash': g = improved_semhash(logits, training=True)
     else: g = bin_concrete(logits, tau=self.tau, hard=self.hard)
     self.logits, self.probs, self.gates = logits, torch.sigmoid(logits.float()), g.detach()
+    self.binary = self.override is None and (not self.training or (self.relax == 'bin_concrete' and self.hard))  # g exactly {0, 1}
     return g
 
 # %% ../nbs/04_gates.ipynb #28f082f5
