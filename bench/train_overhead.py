@@ -77,21 +77,27 @@ def make_step(model, opt, x, y, losses:bool):
 def set_open(model, open_:bool):
     for g in find_gates(model): g.override = torch.ones(g.nf) if open_ else None
 
-def _sum_pool(x, ni:int):
-    "Proposed `bsgate.gates._pool`: sum × 1/(H·W) instead of mean, whose backward materialises `grad.expand(...) / (H·W)`"
-    if x.dim() == 4: x = x.sum((2, 3)) * (1. / (x.shape[2] * x.shape[3]))
+def _mean_pool(x, ni:int):
+    "The old `bsgate.gates._pool` (`x.mean((2, 3))`, whose backward materialises `grad.expand(...) / (H·W)`), for the before/after arms"
+    if x.dim() == 4: x = x.mean((2, 3))
     if x.dim() != 2 or x.shape[1] != ni:
         raise ValueError(f"gate expected the block input with {ni} channels, shape (N, {ni}, H, W) or (N, {ni}); got {tuple(x.shape)}")
     return x
 
-def with_sum_pool(fn):
-    "`fn` run with `_sum_pool` patched into `bsgate.gates` for the call only"
+def with_mean_pool(fn):
+    "`fn` run with the old mean pooling patched into `bsgate.gates` for the call only"
     import bsgate.gates as G
     def call():
-        old, G._pool = G._pool, _sum_pool
+        old, G._pool = G._pool, _mean_pool
         try: return fn()
         finally: G._pool = old
     return call
+
+def set_fused(model, on:bool):
+    "Turn the fused BN → ReLU → gate training path (`bsgate.blocks.bn_relu_gate`) on or off in every block of `model`"
+    from bsgate.blocks import ResBlock
+    for m in model.modules():
+        if isinstance(m, ResBlock): m.fused = on
 
 class GateTimer:
     "Time spent inside the gate modules' forwards (pre/post forward hooks), on `clock` (time.perf_counter or process_time)"
@@ -141,13 +147,19 @@ def plain(a, bs:int) -> dict:
     od, og = sgd(dense), sgd(gated)
     steps = {'dense': make_step(dense, od, x, y, False), 'gated': make_step(gated, og, x, y, True),
              'gated_ce': make_step(gated, og, x, y, False), 'gated_open': make_step(gated, og, x, y, True)}
-    if a.proposed: steps['gated_sumpool'] = with_sum_pool(make_step(gated, og, x, y, True))
-    setup = {k: (lambda k=k: set_open(gated, k == 'gated_open')) for k in steps if k != 'dense'}
+    if a.candidates:   # the fast path's parts: (fused, sum pool) = default (True, True); the old step (False, mean)
+        steps['gated_old'] = with_mean_pool(make_step(gated, og, x, y, True))
+        steps['gated_fused_meanpool'] = with_mean_pool(make_step(gated, og, x, y, True))
+        steps['gated_unfused_sumpool'] = make_step(gated, og, x, y, True)
+    unfused = {'gated_old', 'gated_unfused_sumpool'}
+    def _setup(k):
+        set_open(gated, k == 'gated_open'); set_fused(gated, k not in unfused)
+    setup = {k: (lambda k=k: _setup(k)) for k in steps if k != 'dense'}
     print(f"(a) plain loop: {len(gates)} gate layers, {sum(g.nf for g in gates)} gates; steps, {a.repeats} rounds "
           f"of {a.block} after {a.warmup} warm-up round(s)", flush=True)
     t0 = time.time()
     r_step = interleave(steps, a.repeats, a.warmup, a.block, setup)
-    set_open(gated, False)
+    set_open(gated, False); set_fused(gated, True)
     loss_end = {k: float(f()) for k, f in steps.items() if k in ('dense', 'gated')}
     print(f"    {time.time() - t0:.0f} s; " + ', '.join(f"{k} {v['wall_ms']:.0f} ms" for k, v in r_step.items()), flush=True)
 
@@ -179,7 +191,33 @@ def plain(a, bs:int) -> dict:
     print(f"    forward {time.time() - t0:.0f} s; " + ', '.join(f"{k} {v['wall_ms']:.0f} ms" for k, v in r_fwd.items())
           + f"; gate modules {gate_ms:.1f} ms; losses {r_loss['losses']['wall_ms']:.2f} ms", flush=True)
     return dict(batch=bs, steps=r_step, forward=r_fwd, gate_modules_fwd_ms=gate_ms, losses=r_loss['losses'],
-                final_loss=loss_end, ratio=ratios(r_step, 'gated', 'dense'))
+                final_loss=loss_end, ratio=ratios(r_step, 'gated', 'dense'),
+                **({'ratio_old': ratios(r_step, 'gated_old', 'dense')} if 'gated_old' in r_step else {}))
+
+# ---------------------------------------------------------------------------------------------------- (c) torch.compile
+def compiled(a, bs:int) -> dict:
+    "Dense and gated models each `torch.compile`d (default mode, static shapes), steps as in (a); compile time = first step"
+    dense, gated = build(a.depth)
+    torch.manual_seed(1)
+    x, y = torch.randn(bs, 3, 32, 32), torch.randint(0, 10, (bs,))
+    cd, cg = torch.compile(dense), torch.compile(gated)
+    gates = find_gates(gated)
+    def step(m, opt, losses):
+        def f():
+            opt.zero_grad(set_to_none=True)
+            loss = F.cross_entropy(m(x), y)
+            if losses: loss = loss + aux_losses(gates)
+            loss.backward(); opt.step()
+        return f
+    steps = {'dense_compiled': step(cd, sgd(dense), False), 'gated_compiled': step(cg, sgd(gated), True)}
+    comp = {}
+    for k, f in steps.items():
+        t0 = time.perf_counter(); f(); comp[k] = time.perf_counter() - t0
+        print(f"    {k}: compile + first step {comp[k]:.0f} s", flush=True)
+    t0 = time.time()
+    r = interleave(steps, a.repeats, a.warmup, a.block)
+    print(f"(c) compiled {time.time() - t0:.0f} s; " + ', '.join(f"{k} {v['wall_ms']:.0f} ms" for k, v in r.items()), flush=True)
+    return dict(batch=bs, steps=r, compile_s=comp, ratio=ratios(r, 'gated_compiled', 'dense_compiled'))
 
 # ---------------------------------------------------------------------------------------------------- (b) fastai
 def fastai_path(a, bs:int) -> dict:
@@ -214,8 +252,12 @@ def fastai_path(a, bs:int) -> dict:
     torch.manual_seed(0)
     learners = {'dense': cifar_learner(dls, 'cifar10_r20_dense', depth=a.depth),
                 'gated': cifar_learner(dls, f'cifar10_r{a.depth}')}
+    if a.candidates:
+        learners['gated_old'] = cifar_learner(dls, f'cifar10_r{a.depth}')
+        set_fused(learners['gated_old'].model, False)
     gl = learners['gated']
-    gl.gate_scheduler.scheds = {'gamma': SchedNo(GAMMA, GAMMA), 'lam': SchedNo(LAM, LAM)}
+    for k in learners:
+        if k != 'dense': learners[k].gate_scheduler.scheds = {'gamma': SchedNo(GAMMA, GAMMA), 'lam': SchedNo(LAM, LAM)}
     timers = {}
     for k, l in learners.items():
         timers[k] = BatchTimer()
@@ -225,21 +267,26 @@ def fastai_path(a, bs:int) -> dict:
     t0 = time.time()
     wall, cpu = {k: [] for k in learners}, {k: [] for k in learners}
     names = list(learners)
+    def fit1(l): l.fit(1)
     for r in range(a.warmup + a.repeats):
-        for k in (names if r % 2 == 0 else names[::-1]):
+        for k in names[r % len(names):] + names[:r % len(names)]:
             l = learners[k]
             timers[k].wall_ms, timers[k].cpu_ms = [], []
-            with l.no_bar(), l.no_logging(): l.fit(1)
+            with l.no_bar(), l.no_logging(): (with_mean_pool(lambda: fit1(l)) if k == 'gated_old' else lambda: fit1(l))()
             if r >= a.warmup: wall[k] += timers[k].wall_ms; cpu[k] += timers[k].cpu_ms
     bs_loss = getattr(gl.batch_shaping, 'bs_loss', None)
     res = {k: summary(wall[k], cpu[k]) for k in names}
     per = a.fastai_batches
-    rat = {}
-    for c, d in (('wall', wall), ('cpu', cpu)):  # per-fit medians paired by round for a drift-robust ratio
-        rat[c] = res['gated'][f'{c}_ms'] / res['dense'][f'{c}_ms']
-        rat[f'{c}_paired'] = statistics.median(statistics.median(d['gated'][i:i + per]) / statistics.median(d['dense'][i:i + per])
-                                               for i in range(0, len(d['gated']), per))
-    out = dict(batch=bs, batches_per_fit=per, batches=res, ratio=rat, bs_loss_last=None if bs_loss is None else float(bs_loss.detach()),
+    def ratio(num):
+        rat = {}
+        for c, d in (('wall', wall), ('cpu', cpu)):  # per-fit medians paired by round for a drift-robust ratio
+            rat[c] = res[num][f'{c}_ms'] / res['dense'][f'{c}_ms']
+            rat[f'{c}_paired'] = statistics.median(statistics.median(d[num][i:i + per]) / statistics.median(d['dense'][i:i + per])
+                                                   for i in range(0, len(d[num]), per))
+        return rat
+    rat = ratio('gated')
+    out = dict(batch=bs, batches_per_fit=per, batches=res, ratio=rat, **({'ratio_old': ratio('gated_old')} if 'gated_old' in res else {}),
+               bs_loss_last=None if bs_loss is None else float(bs_loss.detach()),
                gamma=GAMMA, lam=LAM, callbacks=[type(c).__name__ for c in gl.cbs])
     print(f"    {time.time() - t0:.0f} s; dense {res['dense']['wall_ms']:.0f} ms, gated {res['gated']['wall_ms']:.0f} ms "
           f"per batch (wall ratio {rat['wall']:.3f}, CPU ratio {rat['cpu']:.3f})", flush=True)
@@ -289,7 +336,9 @@ def tables(res:dict) -> str:
                 f"| step | {cl[c]} ms | vs dense | {cl[other]} ms | vs dense | min {cl[c]} ms | steps |", "|---|---|---|---|---|---|---|"]
         for k, lab in (('dense', 'dense'), ('gated', 'gated, CE + BS + L0'), ('gated_ce', 'gated, CE only'),
                        ('gated_open', 'gated, gates forced open, CE + BS + L0'),
-                       ('gated_sumpool', 'gated, CE + BS + L0, proposed sum-pool gate (`--proposed`)')):
+                       ('gated_old', 'gated, CE + BS + L0, before issue 14: unfused, mean-pool gate input'),
+                       ('gated_fused_meanpool', 'gated, CE + BS + L0, fused BN→ReLU→gate only (mean pool)'),
+                       ('gated_unfused_sumpool', 'gated, CE + BS + L0, sum pool only (unfused)')):
             if k not in s: continue
             v = s[k]
             out.append(f"| {lab} | {v[f'{c}_ms']:.0f} | {v[f'{c}_ms'] / d:.3f} | {v[f'{other}_ms']:.0f} | "
@@ -322,9 +371,22 @@ def tables(res:dict) -> str:
                 f"{b['dense'][f'{other}_ms']:.0f} | 1.000 | {b['dense'][f'{c}_min_ms']:.0f} | {b['dense']['n']} |",
                 f"| `cifar_learner(dls, 'cifar10_r{res['args']['depth']}')`, γ = {fa['gamma']}, λ = {fa['lam']} | "
                 f"{b['gated'][f'{c}_ms']:.0f} | {r[c]:.3f} | {b['gated'][f'{other}_ms']:.0f} | {r[other]:.3f} | "
-                f"{b['gated'][f'{c}_min_ms']:.0f} | {b['gated']['n']} |",
-                f"\ngated / dense: **{r[c]:.3f}** ({cl[c]} clock; median of per-fit ratios {r[f'{c}_paired']:.3f}); "
+                f"{b['gated'][f'{c}_min_ms']:.0f} | {b['gated']['n']} |"]
+        if 'gated_old' in b:
+            ro = fa['ratio_old']
+            out.append(f"| the same, before issue 14 (unfused, mean-pool gate input) | {b['gated_old'][f'{c}_ms']:.0f} | {ro[c]:.3f} | "
+                       f"{b['gated_old'][f'{other}_ms']:.0f} | {ro[other]:.3f} | {b['gated_old'][f'{c}_min_ms']:.0f} | {b['gated_old']['n']} |")
+        out += [f"\ngated / dense: **{r[c]:.3f}** ({cl[c]} clock; median of per-fit ratios {r[f'{c}_paired']:.3f}); "
                 f"goal ≤ {GOAL:.2f}: **{verdict(r[c])}**.\n"]
+    co = res.get('compiled')
+    if co:
+        s_, r = co['steps'], co['ratio']
+        out += [f"**`torch.compile`d models, plain loop (batch {co['batch']}; both compiled, default mode)**\n",
+                f"| step | {cl[c]} ms | vs compiled dense | compile + first step, s |", "|---|---|---|---|",
+                f"| dense, compiled | {s_['dense_compiled'][f'{c}_ms']:.0f} | 1.000 | {co['compile_s']['dense_compiled']:.0f} |",
+                f"| gated, compiled, CE + BS + L0 | {s_['gated_compiled'][f'{c}_ms']:.0f} | {r[c]:.3f} | {co['compile_s']['gated_compiled']:.0f} |", ""]
+        if pa: out.append(f"Compiled against eager: dense {s_['dense_compiled'][f'{c}_ms'] / pa['steps']['dense'][f'{c}_ms']:.3f}×, "
+                          f"gated {s_['gated_compiled'][f'{c}_ms'] / pa['steps']['gated'][f'{c}_ms']:.3f}× the eager step.\n")
     pr = res.get('profile')
     if pr:
         out += [f"**torch.profiler, self CPU ms per step** (batch {res['profile_batch']}, per op the least of {pr['rounds']} alternating rounds of {pr['steps']} steps; "
@@ -348,7 +410,9 @@ def main():
                     help="clock of the ratios: wall (perf_counter) or cpu (process_time: robust to other jobs with "
                          "--threads 1); default cpu with one thread, wall otherwise")
     ap.add_argument('--skip', default='', help="comma-separated parts to skip: plain, fastai")
-    ap.add_argument('--proposed', action='store_true', help="also time the gated step with the proposed gate pooling (sum × 1/HW)")
+    ap.add_argument('--candidates', action='store_true', help="also time the gated step before issue 14 (unfused, mean pool) and with "
+                    "each fast-path part alone, in the plain loop and (the old step) through fastai")
+    ap.add_argument('--compile', action='store_true', help="also time torch.compile'd dense and gated models (plain loop; compile time reported)")
     ap.add_argument('--profile', action='store_true', help='also profile a dense and a gated step (torch.profiler)')
     ap.add_argument('--quick', action='store_true', help='batch 32, 2 rounds, 2 fastai batches: a smoke run')
     ap.add_argument('--out', default=str(ROOT / 'bench' / 'results' / 'train_overhead.json'))
@@ -364,6 +428,7 @@ def main():
     res['n_gate_layers'] = len(find_gates(cifar_resnet(a.depth, gate_layer='channel')))
     if 'plain' not in skip: res['plain'] = plain(a, a.batch)
     if 'fastai' not in skip: res['fastai'] = fastai_path(a, a.batch)
+    if a.compile: res['compiled'] = compiled(a, a.batch)
     if a.profile:
         res['profile_batch'] = a.batch
         res['profile'] = profile(a, a.batch, 1 if a.quick else 2, 2 if a.quick else 3)

@@ -19,10 +19,10 @@ from .data.cifar import cifar_dls, cifar_eval_dl
 from .callbacks import unwrap, GateCollector, BUDGETS
 
 # %% auto #0
-__all__ = ['OUTPUTS', 'RUN_KEYS', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save', 'atomic_write', 'save_json',
-           'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab', 'load_run_weights', 'EpochSeed',
-           'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options', 'DeviceMixedPrecision',
-           'ChannelsLast', 'train', 'evaluate', 'normalize_argv', 'train_main', 'evaluate_main']
+__all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save',
+           'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab',
+           'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options',
+           'DeviceMixedPrecision', 'ChannelsLast', 'train', 'evaluate', 'normalize_argv', 'train_main', 'evaluate_main']
 
 # %% ../nbs/11_train.ipynb #39602b9f
 def _data_fns(p:Preset):
@@ -36,10 +36,24 @@ def _data_fns(p:Preset):
         return segmentation_dls, segmentation_eval_dl
     raise ValueError(f"unknown dataset {p.dataset!r} in preset {p.name!r}")
 
-def preset_dls(p:Preset, data=None, limit:int|None=None, workers:int=0, device=None):
+PIPELINES = ('host', 'device')   # CIFAR input pipelines: `cifar_dls` (host memory) or `cifar_device_dls` (on the device)
+
+def default_pipeline(p:Preset) -> str:
+    "The input pipeline of a new run of `p`: 'device' for CIFAR-10 (bench/data_pipeline.py), 'host' for the rest"
+    return 'device' if p.dataset == 'cifar10' else 'host'
+
+def preset_dls(p:Preset, data=None, limit:int|None=None, workers:int=0, device=None,
+               pipeline:str='host', # 'host' or, for CIFAR-10, 'device' (`bsgate.data.cifar_gpu`)
+              ):
     "The `DataLoaders` of preset `p` on `data` (a folder in the dataset's layout or a `.tar.gz`; None: fastai's download)"
+    if pipeline not in PIPELINES: raise ValueError(f"--pipeline: choose one of {', '.join(PIPELINES)}, got {pipeline!r}")
+    if pipeline == 'device' and p.dataset != 'cifar10':
+        raise ValueError(f"--pipeline device: only the CIFAR-10 presets have a device pipeline, not {p.dataset!r}")
     dls_fn, _ = _data_fns(p)
     kw = dict(bs=p.bs, limit=limit, num_workers=workers, device=device)
+    if pipeline == 'device':
+        from bsgate.data.cifar_gpu import cifar_device_dls
+        return cifar_device_dls(data, valid_pct=None, seed=p.seed, **kw)
     if p.dataset == 'cifar10': return dls_fn(data, valid_pct=None, seed=p.seed, **kw)
     if p.dataset == 'imagenet': return dls_fn(data, size=p.size, **kw)
     return dls_fn(data, dataset=p.dataset, crop=p.size, **kw)
@@ -107,12 +121,12 @@ def _first_line(e:BaseException) -> str:
     return f"{type(e).__name__}: {s}"[:200]
 
 # %% ../nbs/11_train.ipynb #fd5f15cc
-RUN_KEYS = ('vocab', 'data', 'limit')   # what config.json records besides the preset's fields
+RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline')   # what config.json records besides the preset's fields
 
 def _data_id(data) -> str|None: return None if data is None else str(Path(data).expanduser().resolve())
 
 def save_config(path:str|Path, p:Preset, **run) -> Path:
-    "Write the resolved preset and the run's record (`RUN_KEYS`: class names, data, limit) to `path`, atomically"
+    "Write the resolved preset and the run's record (`RUN_KEYS`: class names, data, limit, input pipeline) to `path`, atomically"
     return save_json(path, {**dataclasses.asdict(p), **{k: v for k, v in run.items() if k in RUN_KEYS}}, indent=2)
 
 def read_config(path:str|Path, who:str='bsgate') -> tuple[Preset, dict]:
@@ -345,6 +359,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           bn_recal:int=None,         # batches of BatchNorm recalibration under the inference gates after training (0: off)
           quiet:bool=False,          # no progress bars
           force:bool=False,          # start over in a folder holding a run (its outputs are deleted); with --resume: accept another --data/--limit
+          pipeline:str=None,         # input pipeline: 'device' (CIFAR-10's default) or 'host'; a resumed run keeps its own
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
@@ -360,6 +375,9 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
         if name != p.name: raise ValueError(f"--resume: {out} holds a run of preset {p.name!r}, not {name!r}")
         changed = {k: v for k, v in overrides.items() if v is not None and getattr(p, k) != v}
         if changed: raise ValueError(f"--resume continues the saved run; these options differ from {cfg_file}: {changed}")
+        if pipeline is not None and pipeline != saved.get('pipeline', 'host'):
+            raise ValueError(f"--resume: --pipeline {pipeline} differs from the run's ({saved.get('pipeline', 'host')}, in {cfg_file})")
+        pipeline = saved.get('pipeline', 'host')   # a run recorded without one started on the host pipeline
         for k, v in (('data', _data_id(data)), ('limit', limit)):
             if k in saved and saved[k] != v and not force:
                 raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
@@ -368,9 +386,10 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
         p = get_preset(preset, **overrides)
         if held and not force:
             raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, --force to start over, or another --out")
+    if pipeline is None: pipeline = default_pipeline(p)
     check_options(p, limit, workers)
     set_seed(p.seed, reproducible=True)
-    dls = preset_dls(p, data, limit, workers)
+    dls = preset_dls(p, data, limit, workers, pipeline=pipeline)
     vocab = data_vocab(dls)
     check_classes(p, vocab)
     if len(dls.train.dataset) < 2: raise ValueError(f"the training split has {len(dls.train.dataset)} image(s); a training batch needs at least 2")
@@ -379,7 +398,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
     out.mkdir(parents=True, exist_ok=True)
     if force and not resume:
         for f in held: (out / f).unlink()
-    if int(os.environ.get('RANK', 0)) == 0: save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit)
+    if int(os.environ.get('RANK', 0)) == 0: save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline)
     learn = LEARNERS[p.task][p.dataset](dls, p)
     learn.path, learn.model_dir = out, '.'
     if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))

@@ -60,12 +60,12 @@ class DeviceImages(ImageDataset):
         "One unaugmented uint8 image (3, H, W) and its label (for `show_batch`-style use)"
         p, (h, w) = self.pad, self.size
         return TensorImage(self.images[i, :, p:p + h, p:p + w]), TensorCategory(self.labels[i])
-    def batch(self, idxs, generator=None):
+    def batch(self, idxs, generator=None, augment:bool=True):
         "The items `idxs` as a normalised float batch on the device; augmented (crop + flip) for the training split"
         i = torch.as_tensor(np.asarray(idxs, dtype=np.int64)).to(self.images.device, non_blocking=True)
         x, y = self.images[i], self.labels[i]
         if self.pad:
-            if self.split_idx == 0: dy, dx, fl = crop_flip_params(len(i), self.pad, self.p_flip, generator, x.device)
+            if self.split_idx == 0 and augment: dy, dx, fl = crop_flip_params(len(i), self.pad, self.p_flip, generator, x.device)
             else: dy = dx = torch.full((len(i),), self.pad, device=x.device); fl = torch.zeros(len(i), dtype=torch.bool, device=x.device)
             x = crop_flip(x, dy, dx, fl, self.size)
         return TensorImage(x.float().mul_(self.scale).add_(self.shift)), TensorCategory(y)
@@ -76,7 +76,12 @@ class DeviceDL(ArrayDL):
         super().before_iter()
         dev = self.dataset.images.device
         self.generator = torch.Generator(device=dev).manual_seed(self.rng.getrandbits(63))
-    def create_batch(self, b): return self.dataset.batch(b, getattr(self, 'generator', None))
+    def create_batch(self, b): return self.dataset.batch(b, getattr(self, 'generator', None), augment=not getattr(self, '_probing', False))
+    def _one_pass(self):
+        "fastai's type probe (one item, at the first `n_inp`/decode, maybe mid-epoch): unaugmented, so it draws nothing"
+        self._probing = True
+        try: super()._one_pass()
+        finally: self._probing = False
 
 # %% ../../nbs/09d_data.cifar_gpu.ipynb #01d44df7
 def cifar_device_dls(path=None,                  # folder, `.tar.gz` or pickles (as `cifar_dls`)
