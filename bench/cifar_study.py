@@ -109,7 +109,7 @@ def run(name:str, limit=None, epochs=None) -> dict:
     cli = {k: kw[k] for k in ('epochs', 'bs', 'lr', 'gamma', 'lam', 'mac_target', 'lr_warmup', 'gate_bias', 'budget', 'init') if k in kw}
     extra = {k: v for k, v in kw.items() if k not in cli}
     m = train(dataclasses.replace(get_preset(preset), **extra) if extra else preset, data=str(DATA), out=str(out), quiet=True,
-              resume=resume, limit=limit, **({} if resume else cli))
+              resume=resume, limit=limit, pipeline='host', **({} if resume else cli))   # every arm on the same (host) pipeline
     m = _add_check(out, m)
     res = dict(name=name, preset=preset, overrides=kw, parent=parent, wall_s=round(time.time() - t0, 1), limit=limit,
                machine=dict(info, loadavg_end=os.getloadavg()), metrics={k: v for k, v in m.items() if k != 'layers'},
