@@ -255,6 +255,10 @@ def fastai_path(a, bs:int) -> dict:
     if a.candidates:
         learners['gated_old'] = cifar_learner(dls, f'cifar10_r{a.depth}')
         set_fused(learners['gated_old'].model, False)
+    if a.compile:   # `bsgate_train --compile`: training batches through torch.compile (the first fit, untimed, compiles)
+        from bsgate.train import CompileTraining
+        learners['dense_compiled'] = cifar_learner(dls, 'cifar10_r20_dense', depth=a.depth, cbs=CompileTraining())
+        learners['gated_compiled'] = cifar_learner(dls, f'cifar10_r{a.depth}', cbs=CompileTraining())
     gl = learners['gated']
     for k in learners:
         if k != 'dense': learners[k].gate_scheduler.scheds = {'gamma': SchedNo(GAMMA, GAMMA), 'lam': SchedNo(LAM, LAM)}
@@ -285,7 +289,12 @@ def fastai_path(a, bs:int) -> dict:
                                                    for i in range(0, len(d[num]), per))
         return rat
     rat = ratio('gated')
+    if 'gated_compiled' in res:
+        rc = res['gated_compiled']['cpu_ms'] / res['dense_compiled']['cpu_ms']
+        print(f"    compiled: dense {res['dense_compiled']['cpu_ms']:.0f} ms, gated {res['gated_compiled']['cpu_ms']:.0f} ms CPU per batch (ratio {rc:.3f})", flush=True)
     out = dict(batch=bs, batches_per_fit=per, batches=res, ratio=rat, **({'ratio_old': ratio('gated_old')} if 'gated_old' in res else {}),
+               **({'ratio_compiled': {c: res['gated_compiled'][f'{c}_ms'] / res['dense_compiled'][f'{c}_ms'] for c in ('wall', 'cpu')}}
+                  if 'gated_compiled' in res else {}),
                bs_loss_last=None if bs_loss is None else float(bs_loss.detach()),
                gamma=GAMMA, lam=LAM, callbacks=[type(c).__name__ for c in gl.cbs])
     print(f"    {time.time() - t0:.0f} s; dense {res['dense']['wall_ms']:.0f} ms, gated {res['gated']['wall_ms']:.0f} ms "
@@ -376,6 +385,15 @@ def tables(res:dict) -> str:
             ro = fa['ratio_old']
             out.append(f"| the same, before issue 14 (unfused, mean-pool gate input) | {b['gated_old'][f'{c}_ms']:.0f} | {ro[c]:.3f} | "
                        f"{b['gated_old'][f'{other}_ms']:.0f} | {ro[other]:.3f} | {b['gated_old'][f'{c}_min_ms']:.0f} | {b['gated_old']['n']} |")
+        if 'gated_compiled' in b:
+            out.append(f"| `cifar_learner(.., 'cifar10_r20_dense', depth={res['args']['depth']})` + `CompileTraining` (`--compile`) | "
+                       f"{b['dense_compiled'][f'{c}_ms']:.0f} | {b['dense_compiled'][f'{c}_ms'] / b['dense'][f'{c}_ms']:.3f} | "
+                       f"{b['dense_compiled'][f'{other}_ms']:.0f} | | {b['dense_compiled'][f'{c}_min_ms']:.0f} | {b['dense_compiled']['n']} |")
+            out.append(f"| `cifar_learner(.., 'cifar10_r{res['args']['depth']}')` + `CompileTraining` (`--compile`) | "
+                       f"{b['gated_compiled'][f'{c}_ms']:.0f} | {b['gated_compiled'][f'{c}_ms'] / b['dense'][f'{c}_ms']:.3f} | "
+                       f"{b['gated_compiled'][f'{other}_ms']:.0f} | | {b['gated_compiled'][f'{c}_min_ms']:.0f} | {b['gated_compiled']['n']} |")
+            out.append(f"\ncompiled gated / compiled dense: **{fa['ratio_compiled'][c]:.3f}** ({cl[c]} clock); the first (untimed) "
+                       f"fit of each compiled learner compiled it.")
         out += [f"\ngated / dense: **{r[c]:.3f}** ({cl[c]} clock; median of per-fit ratios {r[f'{c}_paired']:.3f}); "
                 f"goal ≤ {GOAL:.2f}: **{verdict(r[c])}**.\n"]
     co = res.get('compiled')
@@ -412,7 +430,8 @@ def main():
     ap.add_argument('--skip', default='', help="comma-separated parts to skip: plain, fastai")
     ap.add_argument('--candidates', action='store_true', help="also time the gated step before issue 14 (unfused, mean pool) and with "
                     "each fast-path part alone, in the plain loop and (the old step) through fastai")
-    ap.add_argument('--compile', action='store_true', help="also time torch.compile'd dense and gated models (plain loop; compile time reported)")
+    ap.add_argument('--compile', action='store_true', help="also time torch.compile'd dense and gated models: in the plain loop (compile "
+                    "time reported) and through fastai with `CompileTraining` (bsgate_train --compile)")
     ap.add_argument('--profile', action='store_true', help='also profile a dense and a gated step (torch.profiler)')
     ap.add_argument('--quick', action='store_true', help='batch 32, 2 rounds, 2 fastai batches: a smoke run')
     ap.add_argument('--out', default=str(ROOT / 'bench' / 'results' / 'train_overhead.json'))
@@ -428,7 +447,7 @@ def main():
     res['n_gate_layers'] = len(find_gates(cifar_resnet(a.depth, gate_layer='channel')))
     if 'plain' not in skip: res['plain'] = plain(a, a.batch)
     if 'fastai' not in skip: res['fastai'] = fastai_path(a, a.batch)
-    if a.compile: res['compiled'] = compiled(a, a.batch)
+    if a.compile and 'plain' not in skip: res['compiled'] = compiled(a, a.batch)
     if a.profile:
         res['profile_batch'] = a.batch
         res['profile'] = profile(a, a.batch, 1 if a.quick else 2, 2 if a.quick else 3)

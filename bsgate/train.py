@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from .learner import Preset, PRESETS, get_preset, LEARNERS, load_weights   # before fastai: quiet import (`bsgate.callbacks`)
 from fastcore.script import call_parse, anno_parser
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.torch_core import set_seed
-from .learner import Preset, PRESETS, get_preset, LEARNERS, load_weights
 from .data.cifar import cifar_dls, cifar_eval_dl
 from .callbacks import unwrap, GateCollector, BUDGETS
 
@@ -22,7 +22,8 @@ from .callbacks import unwrap, GateCollector, BUDGETS
 __all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save',
            'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab',
            'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options',
-           'DeviceMixedPrecision', 'ChannelsLast', 'train', 'evaluate', 'normalize_argv', 'train_main', 'evaluate_main']
+           'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining', 'train', 'evaluate', 'normalize_argv',
+           'train_main', 'evaluate_main']
 
 # %% ../nbs/11_train.ipynb #39602b9f
 def _data_fns(p:Preset):
@@ -310,6 +311,22 @@ class ChannelsLast(Callback):
     def before_fit(self): self.model.to(memory_format=torch.channels_last)
     def before_batch(self): self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in self.xb)
 
+class CompileTraining(Callback):
+    "Train through `torch.compile(model)`; validate, recalibrate and save the eager model (`GateStats`' MAC trace needs it)"
+    order = 20   # after the distributed wrapper (fastai's DistributedTrainer wraps `learn.model` in before_fit)
+    def __init__(self, **kwargs): self.kwargs, self.orig, self.compiled = kwargs, None, None   # kwargs: `torch.compile`'s (backend, mode, ...)
+    def before_train(self):
+        if self.compiled is None or self.orig is not self.learn.model:
+            self.orig = self.learn.model
+            self.compiled = torch.compile(self.orig, **self.kwargs)
+        self.learn.model = self.compiled
+    def _restore(self):
+        if self.orig is not None: self.learn.model = self.orig
+    def after_train(self): self._restore()
+    def after_cancel_train(self): self._restore()
+    def after_cancel_fit(self): self._restore()
+    def after_fit(self): self._restore()
+
 def _final_metrics(learn, p:Preset) -> dict:
     "Validation metrics of `learn` as a dict: the task metric, MACs and gate categories"
     res = learn.validate()
@@ -360,6 +377,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           quiet:bool=False,          # no progress bars
           force:bool=False,          # start over in a folder holding a run (its outputs are deleted); with --resume: accept another --data/--limit
           pipeline:str=None,         # input pipeline: 'device' (CIFAR-10's default) or 'host'; a resumed run keeps its own
+          compile:bool=False,        # train through torch.compile (first steps compile for a minute or two; validation stays eager)
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
@@ -403,6 +421,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
     learn.path, learn.model_dir = out, '.'
     if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
     if channels_last: learn.add_cb(ChannelsLast())
+    if compile: learn.add_cb(CompileTraining())
     start, history = 0, []
     if resume: start, history = load_checkpoint(learn, ckpt)
     elif p.init: load_weights(unwrap(learn.model), p.init)
