@@ -16,12 +16,12 @@ from torch import nn, Tensor
 from fastcore.basics import patch
 from scipy import stats as sps
 import matplotlib.pyplot as plt
-from fastai.data.core import DataLoaders
 from .shaping import BetaPrior, batch_shaping_loss
 from .macs import MacCounter, dense_macs
 from .callbacks import find_gates, unwrap
 from .data.core import IGNORE_INDEX
 from .learner import Preset, get_preset, build_model, LEARNERS
+from fastai.data.core import DataLoaders
 from .train import preset_dls, preset_eval_dl, read_config, load_run_weights, check_vocab, data_vocab, _precheck_vocab
 
 # %% auto #0
@@ -163,7 +163,8 @@ def gate_categories(rec:GateRecord,
 def _overall(df:pd.DataFrame) -> dict:
     "Shares over all gates of all layers (layers weighted by their number of gates)"
     w = df.nf / df.nf.sum()
-    return {c: float((df[c] * w).sum()) for c in ('open', 'on', 'off', 'conditional')}
+    return dict(open=float((df.open * w).sum()), always_on=float((df.on * w).sum()), always_off=float((df.off * w).sum()),
+                conditional=float((df.conditional * w).sum()))   # the key names of metrics.json's `gates`
 
 # %% ../nbs/13_analysis.ipynb #bfb41676
 _CAT_COLORS = {'on': 'tab:blue', 'conditional': 'tab:orange', 'off': 'tab:gray'}
