@@ -22,8 +22,8 @@ from .callbacks import unwrap, GateCollector, BUDGETS
 __all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save',
            'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab',
            'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options',
-           'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining', 'train', 'evaluate', 'normalize_argv',
-           'train_main', 'evaluate_main']
+           'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining', 'train', 'EpochLine', 'evaluate',
+           'normalize_argv', 'train_main', 'evaluate_main']
 
 # %% ../nbs/11_train.ipynb #39602b9f
 def _data_fns(p:Preset):
@@ -314,7 +314,7 @@ class ChannelsLast(Callback):
 class CompileTraining(Callback):
     "Train through `torch.compile(model)`; validate, recalibrate and save the eager model (`GateStats`' MAC trace needs it)"
     order = 20   # after the distributed wrapper (fastai's DistributedTrainer wraps `learn.model` in before_fit)
-    def __init__(self, **kwargs): self.kwargs, self.orig, self.compiled = kwargs, None, None   # kwargs: `torch.compile`'s (backend, mode, ...)
+    def __init__(self, **kwargs): self.kwargs, self.orig, self.compiled = {'dynamic': False, **kwargs}, None, None   # `torch.compile`'s (backend, mode, ...)
     def before_train(self):
         if self.compiled is None or self.orig is not self.learn.model:
             self.orig = self.learn.model
@@ -426,6 +426,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
     if resume: start, history = load_checkpoint(learn, ckpt)
     elif p.init: load_weights(unwrap(learn.model), p.init)
     cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed), StopOnNaN()]
+    if quiet: learn.logger = EpochLine(learn, p.epochs)
     ctx = learn.no_bar() if quiet else _nullctx()
     try:
         with ctx:
@@ -449,6 +450,19 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
         atomic_write(out / 'model.pth', lambda t: torch_save(sd, t))
         save_json(out / 'metrics.json', metrics)
     return metrics
+
+class EpochLine:
+    "A `Learner.logger` for runs without a progress bar: one readable line per epoch instead of fastai's raw list"
+    def __init__(self, learn, n_epochs:int|None=None, file=None): self.learn, self.n_epochs, self.file = learn, n_epochs, file
+    def __call__(self, vals):
+        names = list(self.learn.recorder.metric_names)
+        if list(vals) == names: return                              # fastai's header row
+        if len(vals) != len(names): names = ['epoch'] + [''] * (len(vals) - 2) + ['time']   # an epoch skipped (resume) or stopped: no metrics
+        fmt = lambda v: '-' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.4g}' if isinstance(v, float) else str(v)
+        ep = f"epoch {vals[0] + 1}" + (f"/{self.n_epochs}" if self.n_epochs else '')
+        body = ' '.join(f'{n} {fmt(v)}' for n, v in zip(names[1:-1], vals[1:-1]) if n)
+        if not body: body = 'skipped (done before the resume)' if vals[0] < max([getattr(c, '_skip_to', 0) for c in self.learn.cbs] + [0]) else 'stopped'
+        print(f"{ep}: {body} ({vals[-1]})", file=self.file or sys.stdout, flush=True)
 
 class _nullctx:
     def __enter__(self): return self
