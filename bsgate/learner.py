@@ -24,9 +24,9 @@ from fastai.optimizer import OptimWrapper
 from fastai.callback.schedule import ParamScheduler, SchedNo, SchedCos
 
 # %% auto #0
-__all__ = ['PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func', 'WarmUp', 'lr_schedule',
-           'load_weights', 'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'gated_learner', 'cifar_learner',
-           'imagenet_learner', 'segmentation_learner']
+__all__ = ['GAMMA_SEG', 'PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func', 'WarmUp',
+           'lr_schedule', 'load_weights', 'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'gated_learner',
+           'cifar_learner', 'imagenet_learner', 'segmentation_learner']
 
 # %% ../nbs/10_learner.ipynb #e3f2c2cc
 @dataclass(frozen=True)
@@ -74,6 +74,7 @@ class Preset:
 
 # %% ../nbs/10_learner.ipynb #29344691
 def _cifar(depth, **kw): return Preset(f'cifar10_r{depth}', depth=depth, **kw)
+GAMMA_SEG = 0.08   # γ for the segmentation presets: the CIFAR ResNets' batch-shaping/task gradient ratio (see above)
 PRESETS = {p.name: p for p in [
     _cifar(20), _cifar(32), _cifar(56), _cifar(110),
     Preset('cifar10_r20_dense', depth=20, gate_layer=None, gamma=0., lam=0.),
@@ -91,11 +92,11 @@ PRESETS = {p.name: p for p in [
     Preset('imagenette_r18', dataset='imagenet', arch='resnet', depth=18, num_classes=10, epochs=40, bs=64, lr=0.05, wd=5e-4,
            lr_sched='cosine', size=128),
     Preset('cityscapes_pspnet_r50', task='segmentation', dataset='cityscapes', arch='pspnet', depth=50, num_classes=19,
-           epochs=200, bs=16, lr=0.01, wd=1e-4, lr_sched='poly', size=713),
+           epochs=200, bs=16, lr=0.01, wd=1e-4, lr_sched='poly', size=713, gamma=GAMMA_SEG),
     Preset('camvid_pspnet_r50', task='segmentation', dataset='camvid', arch='pspnet', depth=50, num_classes=11,
-           epochs=100, bs=8, lr=0.01, wd=1e-4, lr_sched='poly', size=256),
+           epochs=100, bs=8, lr=0.01, wd=1e-4, lr_sched='poly', size=256, gamma=GAMMA_SEG),
     Preset('camvid_pspnet_r18', task='segmentation', dataset='camvid', arch='pspnet', depth=18, num_classes=11,
-           epochs=100, bs=8, lr=0.01, wd=1e-4, lr_sched='poly', size=256),
+           epochs=100, bs=8, lr=0.01, wd=1e-4, lr_sched='poly', size=256, gamma=GAMMA_SEG),
 ]}
 
 def get_preset(name:str|Preset, **overrides) -> Preset:
