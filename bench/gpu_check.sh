@@ -2,13 +2,13 @@
 # The GPU check in one call on the lent GPU machine (bench/README.md, "GPU check"): install the wheels that travel
 # in .whl/ into a private folder, run bench/gpu_check.py on the CIFAR archive in .gpudata/, and put what comes back
 # into $OUT: summary.json, summary.md, gpu_check.log and gpu_check.tar.gz (the CIFAR run folders, data_pipeline.json).
-#   run tool:  command "bash bench/gpu_check.sh", carry [".whl", ".gpudata"], timeout_s 600
+#   run tool:  command "bash bench/gpu_check.sh", carry [".whl", ".gpudata"], timeout_s 600  (prepare both: bench/README.md)
 #   rehearsal: PY=".venv/bin/python -S" MIMIC=/tmp/device_site WHL=/tmp/whl311 OUT=/tmp/gpu_out bash bench/gpu_check.sh --dry-run
 # Extra arguments go to gpu_check.py (e.g. --parts features,ratio --cifar-s 60).
 set -u
 PY=${PY:-python3}; WHL=${WHL:-.whl}; SITE=${SITE:-/tmp/bsgate_site}; OUT=${OUT:-/tmp/gpu_check_out}; RES=${RES:-/tmp/gpu_check}
 mkdir -p "$OUT" "$RES"
-$PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHL"/*.whl || { echo "gpu_check.sh: wheel install failed"; exit 3; }
+PYTHONPATH="${MIMIC:-}" $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$SITE" "$WHL"/*.whl || { echo "gpu_check.sh: wheel install failed"; exit 3; }
 export PYTHONPATH="$SITE:$PWD${MIMIC:+:$MIMIC}" PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 $PY bench/gpu_check.py --out "$RES" "$@" 2>&1 | tee "$OUT/gpu_check.log"; rc=${PIPESTATUS[0]}
 cp "$RES"/summary.json "$RES"/summary.md "$OUT"/ 2>/dev/null

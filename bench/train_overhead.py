@@ -257,11 +257,11 @@ def fastai_path(a, bs:int) -> dict:
         set_fused(learners['gated_old'].model, False)
     if a.compile:   # `bsgate_train --compile`: training batches through torch.compile (the first fit, untimed, compiles)
         from bsgate.train import CompileTraining
-        learners['dense_compiled'] = cifar_learner(dls, 'cifar10_r20_dense', depth=a.depth, cbs=CompileTraining())
-        learners['gated_compiled'] = cifar_learner(dls, f'cifar10_r{a.depth}', cbs=CompileTraining())
+        learners['dense_compiled'] = cifar_learner(dls, 'cifar10_r20_dense', depth=a.depth, cbs=[CompileTraining()])
+        learners['gated_compiled'] = cifar_learner(dls, f'cifar10_r{a.depth}', cbs=[CompileTraining()])
     gl = learners['gated']
     for k in learners:
-        if k != 'dense': learners[k].gate_scheduler.scheds = {'gamma': SchedNo(GAMMA, GAMMA), 'lam': SchedNo(LAM, LAM)}
+        if k.startswith('gated'): learners[k].gate_scheduler.scheds = {'gamma': SchedNo(GAMMA, GAMMA), 'lam': SchedNo(LAM, LAM)}
     timers = {}
     for k, l in learners.items():
         timers[k] = BatchTimer()
