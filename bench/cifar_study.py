@@ -168,6 +168,7 @@ def report() -> str:
     return table
 
 PUBLISH = ROOT / 'checkpoints' / 'cifar10'
+CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']   # the archive's folders, sorted
 
 def publish(names:list):
     "Copy finished runs (config.json, model.pth, metrics.json, history.json) to checkpoints/cifar10/<name>/ and list them"
@@ -178,6 +179,7 @@ def publish(names:list):
         dst.mkdir(parents=True, exist_ok=True)
         for f in ('model.pth', 'metrics.json', 'history.json'): shutil.copy2(src / f, dst / f)
         cfg = json.loads((src / 'config.json').read_text())
+        if not cfg.get('vocab'): cfg['vocab'] = CIFAR10_CLASSES   # runs started before config.json recorded them: eval then checks the data's classes
         if cfg.get('init'): cfg['init'] = f"checkpoints/cifar10/{Path(cfg['init']).name.removeprefix('study2_')}"   # where the parent is published
         (dst / 'config.json').write_text(json.dumps(cfg, indent=2))
     rows = []
