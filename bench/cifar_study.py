@@ -94,8 +94,9 @@ def run(name:str, limit=None, epochs=None) -> dict:
     if epochs: kw['epochs'] = epochs
     if budget: kw['mac_target'] = round(MARGIN * dense_of(20) / dense_of(get_preset(preset).depth), 4)
     if parent:
-        if not (folder(parent) / 'model.pth').is_file(): raise FileNotFoundError(f"{name} starts from {parent}: train {parent} first")
-        kw['init'] = str(folder(parent))
+        src = folder(parent) if (folder(parent) / 'model.pth').is_file() else PUBLISH / parent   # a fresh machine: the published copy
+        if not (src / 'model.pth').is_file(): raise FileNotFoundError(f"{name} starts from {parent}: train {parent} first")
+        kw['init'] = str(src)
     p = get_preset(preset, **{k: v for k, v in kw.items() if k in {f.name for f in dataclasses.fields(Preset)}})
     out = folder(name)
     unpark(name)
