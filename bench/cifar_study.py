@@ -178,7 +178,10 @@ def publish(names:list):
         src, dst = folder(name), PUBLISH / name
         if not (src / 'metrics.json').is_file(): raise FileNotFoundError(f"{name} has not finished: no {src / 'metrics.json'}")
         dst.mkdir(parents=True, exist_ok=True)
-        for f in ('model.pth', 'metrics.json', 'history.json'): shutil.copy2(src / f, dst / f)
+        from bsgate.train import strict_json
+        shutil.copy2(src / 'model.pth', dst / 'model.pth')
+        for f in ('metrics.json', 'history.json'):   # strict JSON (null, not NaN), also for runs written before bsgate did so
+            (dst / f).write_text(json.dumps(strict_json(json.loads((src / f).read_text())), indent=1, allow_nan=False))
         cfg = json.loads((src / 'config.json').read_text())
         if not cfg.get('vocab'): cfg['vocab'] = CIFAR10_CLASSES   # runs started before config.json recorded them: eval then checks the data's classes
         if cfg.get('init'): cfg['init'] = f"checkpoints/cifar10/{Path(cfg['init']).name.removeprefix('study2_')}"   # where the parent is published
