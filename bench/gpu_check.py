@@ -48,6 +48,24 @@ class Clock:
     def left(self) -> float: return self.budget - self.elapsed()
     def fits(self, s:float) -> bool: return self.left() >= s
 
+def timed_fit(learn, dev, stop_after:int|None=None) -> list:
+    "Fit one epoch of training batches (validation skipped); the clock before each batch and at the end, synced with `dev`"
+    from fastai.callback.core import Callback, CancelFitException, CancelValidException
+    class T(Callback):
+        order = -1000
+        def before_fit(self): self.t = []
+        def before_batch(self):
+            if not self.training: return
+            sync(dev); self.t.append(time.perf_counter())
+            if stop_after is not None and len(self.t) > stop_after: raise CancelFitException()
+        def after_train(self): sync(dev); self.t.append(time.perf_counter())
+    class SkipValid(Callback):
+        order = 1000   # after the other callbacks' before_validate, so their after_validate finds their state
+        def before_validate(self): raise CancelValidException()
+    t = T(); learn.add_cbs([t, SkipValid()])
+    with learn.no_bar(), learn.no_logging(): learn.fit(1)
+    return t.t
+
 def sync(dev):
     if torch.device(dev).type == 'cuda': torch.cuda.synchronize()
 
@@ -181,20 +199,8 @@ def _step_time(p, data, dev, a, pipeline) -> tuple[float, int, int]:
     if a.amp: learn.add_cb(DeviceMixedPrecision(a.amp))
     if a.channels_last: learn.add_cb(ChannelsLast())
     n_warm, n = (1, 2) if a.dry_run else (5, 15)
-    class T(Callback):
-        order = -1000
-        def before_fit(self): self.t = []
-        def before_batch(self):
-            if not self.training: return
-            sync(dev); self.t.append(time.perf_counter())
-            if len(self.t) > n_warm + n: raise CancelFitException()
-        def after_train(self): sync(dev); self.t.append(time.perf_counter())
-    class SkipValid(Callback):
-        order = 1000   # after the other callbacks' before_validate, so their after_validate finds their state
-        def before_validate(self): raise CancelValidException()
-    t = T(); learn.add_cbs([t, SkipValid()])
-    with learn.no_bar(), learn.no_logging(): learn.fit(1)
-    ts = t.t[n_warm:] if len(t.t) > n_warm + 1 else t.t
+    t = timed_fit(learn, dev, stop_after=n_warm + n)
+    ts = t[n_warm:] if len(t) > n_warm + 1 else t
     dt = (ts[-1] - ts[0]) / max(1, len(ts) - 1)
     return dt, len(dls.train), len(dls.valid)
 
@@ -330,20 +336,9 @@ def part_presets(a, dev, clock:Clock) -> dict:
             learn = LEARNERS[p.task][p.dataset](dls, p)
             if a.amp: learn.add_cb(DeviceMixedPrecision(a.amp))
             if a.channels_last: learn.add_cb(ChannelsLast())
-            class T(Callback):
-                order = -1000
-                def before_fit(self): self.t = []
-                def before_batch(self):
-                    if not self.training: return
-                    sync(dev); self.t.append(time.perf_counter())
-                def after_train(self): sync(dev); self.t.append(time.perf_counter())
-            class SkipValid(Callback):
-                order = 1000
-                def before_validate(self): raise CancelValidException()
-            t = T(); learn.add_cbs([t, SkipValid()])
             reset_peak(dev)
-            with learn.no_bar(), learn.no_logging(): learn.fit(1)
-            d = np.diff(t.t)[2:] if len(t.t) > 4 else np.diff(t.t)
+            t = timed_fit(learn, dev)
+            d = np.diff(t)[2:] if len(t) > 4 else np.diff(t)
             ms = float(np.median(d)) * 1e3
             res[name] = dict(bs=c['bs'], size=c['size'], ms_per_batch=round(ms, 2), images_per_s=round(c['bs'] * 1e3 / ms, 1),
                              peak_memory_mb=peak_mb(dev), batches=len(d), amp=a.amp, channels_last=a.channels_last)
