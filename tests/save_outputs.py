@@ -19,6 +19,25 @@ from nbdev.clean import clean_nb
 from fastcore.xtras import working_directory
 
 
+# Jupyter's fastprogress: HTML bars and results table, updated in place. The shell keeps every update as an output;
+# `final_progress` keeps what Jupyter shows at the end of the cell.
+NOTEBOOK_BARS = """import fastprogress.fastprogress as _fp, fastai.callback.progress as _fprog
+_fprog.master_bar, _fprog.progress_bar = _fp.NBMasterBar, _fp.NBProgressBar"""
+
+def _is_progress(o:dict) -> bool:
+    html = ''.join(o.get('data', {}).get('text/html', '')) if o.get('output_type') == 'display_data' else ''
+    return 'fastprogress' in html or '<progress' in html
+
+def final_progress(outputs:list) -> list:
+    "Of each run of progress displays, only the last, and only if it is a results table (a finished bar is dropped)"
+    res = []
+    for i, o in enumerate(outputs):
+        if not _is_progress(o): res.append(o); continue
+        last = i + 1 == len(outputs) or not _is_progress(outputs[i + 1])
+        if last and '<table' in ''.join(o['data']['text/html']): res.append(o)
+    return res
+
+
 def run(fn:Path, force:set) -> float:
     cfg = get_config()
     flags = set(cfg.tst_flags.split()) - force
@@ -32,14 +51,15 @@ def run(fn:Path, force:set) -> float:
     os.environ['IN_TEST'] = '1'
     t0 = time.time()
     k = CaptureShell(fn, mpl_format='png')  # 1x PNGs: the notebooks stay small
+    k.run(NOTEBOOK_BARS)                     # fastai's progress as in Jupyter (HTML), not console bars full of \r
     with working_directory(fn.parent):
         k.run_all(nb, exc_stop=True, preproc=_no_eval)
     ran = {c['id']: c for c in nb.cells if c.cell_type == 'code' and not _no_eval(c)}
     raw = json.loads(fn.read_text())
     for c in raw['cells']:
         if c['cell_type'] == 'code' and c.get('id') in ran:
-            c['outputs'] = [dict(o) for o in ran[c['id']].get('outputs', [])  # warnings (stderr) are not for the docs
-                            if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')]
+            c['outputs'] = final_progress([dict(o) for o in ran[c['id']].get('outputs', [])  # warnings (stderr) are not for the docs
+                                           if not (o.get('output_type') == 'stream' and o.get('name') == 'stderr')])
     clean_nb(raw)
     fn.write_text(json.dumps(raw, sort_keys=True, indent=1, ensure_ascii=False) + '\n')
     return time.time() - t0

@@ -263,3 +263,17 @@ def test_readme_has_the_ci_commands():
         lines = re.findall(rf"^(.*\S)\s+#\s*{tag}\s*$", text, flags=re.MULTILINE)
         assert len(lines) == 1, f"README.md needs exactly one command line ending in '# {tag}', found {lines}"
     assert "python -m pytest tests" in re.search(r"^(.*)#\s*test\s*$", text, re.MULTILINE).group(1)
+
+
+def test_saved_outputs_read_as_in_jupyter():
+    "Saved outputs are what the site shows: no console progress bars (`\\r`, `█`), no output over 60 lines"
+    import json
+    bad = []
+    for nb in sorted(NBS.rglob("*.ipynb")):
+        if any(p.startswith((".", "_")) for p in nb.relative_to(NBS).parts): continue
+        for i, c in enumerate(json.loads(nb.read_text(encoding="utf-8"))["cells"]):
+            if c["cell_type"] != "code": continue
+            txt = "".join("".join(o["text"]) if "text" in o else "".join(o.get("data", {}).get("text/plain", ""))
+                          for o in c.get("outputs", []))
+            if "\r" in txt or "█" in txt or txt.count("\n") > 60: bad.append(f"{nb.relative_to(ROOT)}#{i}")
+    assert not bad, f"outputs with console progress bars or over 60 lines (re-save with tests/save_outputs.py): {bad}"
