@@ -252,17 +252,19 @@ class Diverged(RuntimeError):
     def __init__(self, msg:str): super().__init__(msg); self.msg = msg   # fastai prefixes `args[0]` with the callback's name
 
 class StopOnNaN(Callback):
-    "Stop at the first non-finite loss, gate probability (before batch-shaping reads them) or weight: raise `Diverged` naming where"
-    order = GateCollector.order   # after the gates are collected, before `BatchShaping` (its order + 1) uses them
+    "Stop at the first non-finite loss, gate probability or weight: raise `Diverged` naming where (one host sync a batch)"
+    order = GateCollector.order   # after the gates are collected
     def _where(self): return f"epoch {self.epoch}, batch {self.iter} (counting from 0; {self.n_iter} batches an epoch)"
-    def after_loss(self):
+    def after_loss(self):          # the task loss and the gate probabilities, as device tensors: no sync here
+        self._ok = None
         if not self.training: return
-        ok = torch.isfinite(self.learn.loss_grad).all()
+        self._ok = torch.isfinite(self.learn.loss_grad).all()
         gc = getattr(self.learn, 'gate_collector', None)
-        if gc is not None and getattr(getattr(gc, 'hooks', None), 'stored', None): ok = ok & torch.isfinite(gc.probs).all()
+        if gc is not None and getattr(getattr(gc, 'hooks', None), 'stored', None): self._ok = self._ok & torch.isfinite(gc.probs).all()
+    def before_backward(self):     # with the regularised loss (batch-shaping and L0 added), checked once
+        ok = torch.isfinite(self.learn.loss_grad).all()
+        if self._ok is not None: ok = ok & self._ok
         if not ok: raise Diverged(f"training diverged: a non-finite loss or gate probability at {self._where()}")
-    def before_backward(self):
-        if not torch.isfinite(self.learn.loss_grad).all(): raise Diverged(f"training diverged: a non-finite regularised loss at {self._where()}")
     def after_train(self):
         bad = [k for k, v in unwrap(self.model).state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad: raise Diverged(f"training diverged: non-finite weights ({_names(bad, 3)}) after the training batches of epoch {self.epoch}")
