@@ -191,7 +191,6 @@ def _arms(a):
 
 def _step_time(p, data, dev, a, pipeline) -> tuple[float, int, int]:
     "(seconds per training batch, training batches per epoch, validation batches) of preset `p`, from a few timed batches"
-    from fastai.callback.core import Callback, CancelFitException, CancelValidException
     from bsgate.train import preset_dls, DeviceMixedPrecision, ChannelsLast
     from bsgate.learner import LEARNERS
     dls = preset_dls(p, data, a.limit, 0, pipeline=pipeline)
@@ -314,7 +313,6 @@ def part_inference(a, dev) -> dict:
 # ---------------------------------------------------------------------------------------------------- presets
 def part_presets(a, dev, clock:Clock) -> dict:
     from fastai.data.core import DataLoaders
-    from fastai.callback.core import Callback, CancelFitException, CancelValidException
     from torch.utils.data import TensorDataset
     from bsgate.learner import get_preset, LEARNERS
     from bsgate.train import DeviceMixedPrecision, ChannelsLast
