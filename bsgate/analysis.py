@@ -95,8 +95,8 @@ def _per_image(out:Tensor, y:Tensor, ignore_index:int=IGNORE_INDEX) -> dict:
 
 # %% ../nbs/13_analysis.ipynb #e490cf60
 @torch.no_grad()
-def collect_gates(learn,                     # a fastai `Learner`, or a model (then give `dl`)
-                  dl=None,                   # batches `(x, y, ...)` in a fixed order; default `learn.dls.valid`
+def collect_gates(learn,                     # a fastai Learner, or a model (then give dl)
+                  dl=None,                   # batches (x, y, ...) in a fixed order; default learn.dls.valid
                   max_batches:int|None=None, # stop after this many batches
                   keep_masks:bool=False,     # segmentation: keep the (N, H, W) targets and predictions (uint8)
                   ignore_index:int=IGNORE_INDEX, # segmentation label that is not scored
@@ -372,10 +372,10 @@ def summary(rec:GateRecord, threshold:float=0.) -> dict:
     return res
 
 # %% ../nbs/13_analysis.ipynb #d0f39a81
-def load_run(folder,                  # a `bsgate_train` output folder (config.json, model.pth or checkpoint.pth)
+def load_run(folder,                  # a bsgate_train output folder (config.json, model.pth or checkpoint.pth)
              data=None,               # the dataset: folder or archive (None: fastai's download, where there is one)
-             split:str|None=None,     # None: the validation split training used; else a split of `data` ('test', 'val', ...)
-             limit:int|None=None,     # at most this many images (seeded; the run's own `limit` gives its exact validation images)
+             split:str|None=None,     # None: the validation split training used; else a split of data ('test', 'val', ...)
+             limit:int|None=None,     # at most this many images (seeded; the run's own limit gives its exact validation images)
              bs:int|None=None,        # batch size (default: the preset's)
              device=None,             # where batches and model go (None: the GPU if there is one)
             ):

@@ -27,15 +27,15 @@ class ResBlock(nn.Module):
     fused = True   # train gated stages through `bn_relu_gate` (a class default: set `block.fused = False` to compare)
     def __init__(self,
                  inplanes:int,            # channels of the block input
-                 planes:int,              # base width; the block outputs `planes * expansion` channels
+                 planes:int,              # base width; the block outputs planes * expansion channels
                  stride:int=1,            # stride of conv1 (Basic) or conv2 (Bottleneck, ResNet v1.5)
                  downsample:nn.Module|None=None, # shortcut projection (never gated)
                  groups:int=1,            # groups of the 3×3 conv (Bottleneck only)
                  base_width:int=64,       # width per group (Bottleneck only)
                  dilation:int=1,          # dilation of the 3×3 conv(s)
-                 norm_layer=None,         # normalisation layer, `nn.BatchNorm2d` by default
+                 norm_layer=None,         # normalisation layer, nn.BatchNorm2d by default
                  expansion:int=1,         # 1: BasicBlock, 4: Bottleneck
-                 gate_layer=None,         # None, a name in `GATES`, or a callable `(ni, nf) -> gate module`
+                 gate_layer=None,         # None, a name in GATES, or a callable (ni, nf) -> gate module
                  gate_at:tuple|None=None, # conv stages (1-based) whose output is gated; default see above
                 ):
         super().__init__()
@@ -64,7 +64,9 @@ def stages(self:ResBlock) -> list:
     return [(self.conv1, self.bn1), (self.conv2, self.bn2)] + ([(self.conv3, self.bn3)] if self.expansion == 4 else [])
 
 @patch(as_prop=True)
-def n_convs(self:ResBlock) -> int: return 2 if self.expansion == 1 else 3
+def n_convs(self:ResBlock) -> int:
+    "How many convolutions the block's residual branch has: 2 (basic block) or 3 (bottleneck)"
+    return 2 if self.expansion == 1 else 3
 
 @patch
 def _init_gates(self:ResBlock, gate_layer, gate_at):

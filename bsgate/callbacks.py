@@ -63,7 +63,7 @@ class GateCollector(HookCallback):
     order = MixedPrecision.order + 1
     def __init__(self, modules=None): super().__init__(modules=modules, detach=False, cpu=False)
     def before_fit(self):
-        # not `self.modules = ...`: fastai's `Callback.__setattr__` warns that it shadows `learn.modules` (the model's method)
+        # not self.modules = ...: fastai's Callback.__setattr__ warns that it shadows learn.modules (the model's method)
         if self.modules is None: vars(self)['modules'] = find_gates(self.model)
         if not self.modules: raise ValueError(
             f"GateCollector: the model ({type(unwrap(self.model)).__name__}) has no gates (no `gate_modules()` and no module with "
@@ -115,7 +115,7 @@ def gather_batch(x:Tensor) -> Tensor:
 class BatchShaping(_TrainTerm):
     "Add γ · batch-shaping loss of the gate probabilities (over the global batch under DDP) to the gradient loss"
     def __init__(self,
-                 gamma:float=0.75,            # weight γ (a `GateScheduler` may anneal it)
+                 gamma:float=0.75,            # weight γ (a GateScheduler may anneal it)
                  prior:BetaPrior|None=None,   # Beta(0.6, 0.4) by default
                  gather:bool=True,            # under DDP, shape the gates of the global batch, not the per-GPU one
                  validate:bool=False,         # value checks with a host sync (off in training loops)
@@ -144,9 +144,9 @@ def open_target(gm:GateMACs, target:float) -> float:
 class L0Penalty(_TrainTerm):
     "Add λ · L0 loss (the expected fraction of open gates, or of gated MACs) to the gradient loss, or one of its budget forms"
     def __init__(self,
-                 lam:float=0.,                  # weight λ; zero until a `GateScheduler` ramps it up
-                 macs:list|GateMACs|None=None,  # per gate layer the MACs each gate controls, a `gate_mac_weights`, or None
-                 target:float|None=None,        # budget: a fraction of the dense MACs to hold the network to; needs `GateMACs`
+                 lam:float=0.,                  # weight λ; zero until a GateScheduler ramps it up
+                 macs:list|GateMACs|None=None,  # per gate layer the MACs each gate controls, a gate_mac_weights, or None
+                 target:float|None=None,        # budget: a fraction of the dense MACs to hold the network to; needs GateMACs
                  budget:str='layer'):           # how the budget pushes: 'layer', 'mac' or 'open' (see below)
         if budget not in BUDGETS: raise ValueError(f"L0Penalty: budget must be one of {BUDGETS}, got {budget!r}")
         if target is not None:
@@ -209,8 +209,8 @@ class GateScheduler(Callback):
     "Set γ (`learn.batch_shaping.gamma`), λ (`learn.l0_penalty.lam`) and τ (every gate's `tau`) from training progress"
     order = GateCollector.order
     def __init__(self,
-                 scheds:dict|None=None,          # {'gamma'|'lam'|'tau': schedule of progress in [0, 1]}; `paper_schedules()` by default
-                 total_epochs:int|None=None):    # None: each `fit` runs the whole schedule; N: one schedule over N epochs of all fits
+                 scheds:dict|None=None,          # {'gamma'|'lam'|'tau': schedule of progress in [0, 1]}; paper_schedules() by default
+                 total_epochs:int|None=None):    # None: each fit runs the whole schedule; N: one schedule over N epochs of all fits
         self.scheds = paper_schedules() if scheds is None else scheds
         if total_epochs is not None and not (isinstance(total_epochs, int) and total_epochs > 0):
             raise ValueError(f"GateScheduler: total_epochs must be a positive int or None, got {total_epochs!r}")
@@ -288,7 +288,7 @@ class NoGateWD(Callback):
 class GateStats(Callback):
     "Over each validation pass: open fraction, always-on/off/conditional shares per gate layer, MACs per image"
     order = GateCollector.order
-    def __init__(self, threshold:float=0.01): # `conditional_thr`: on for more than this share of the images and off for more too
+    def __init__(self, threshold:float=0.01): # conditional_thr: on for more than this share of the images and off for more too
         if not 0 <= threshold < 0.5: raise ValueError(f"GateStats: threshold must be in [0, 0.5), got {threshold}")
         self.threshold = threshold
     def before_validate(self):
@@ -359,7 +359,7 @@ def _bns(model:nn.Module) -> list: return [m for m in model.modules() if isinsta
 
 def recalibrate_bn(model:nn.Module,      # a gated (or any) network
                    batches,              # an iterable of input batches, or of (input, target, ...) tuples, e.g. a DataLoader
-                   n_batches:int=100,    # how many batches to average over (fewer if `batches` ends first)
+                   n_batches:int=100,    # how many batches to average over (fewer if batches ends first)
                   ) -> int:              # the number of batches used
     "Re-estimate every BatchNorm's running statistics with the model in eval mode (deterministic gates)"
     if n_batches < 1: raise ValueError(f"recalibrate_bn: n_batches must be >= 1, got {n_batches}")

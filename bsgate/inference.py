@@ -83,7 +83,7 @@ def sliced(self:FoldedConv, out:Tensor|None=None, inn:Tensor|None=None, pad:int=
 @patch
 def forward(self:FoldedConv, x:Tensor, out:Tensor|None=None, inn:Tensor|None=None, pad:int=0,
             residual:Tensor|None=None, own:bool=False) -> Tensor:
-    "conv(x) + bias on output channels `out`, `x` holding input channels `inn`; plus `residual` (overwritten if `own`)"
+    "The folded convolution of `x` (holding input channels `inn`) on output channels `out`, plus `residual` (overwritten if `own`)"
     n, c, h, ww = x.shape
     if inn is not None and len(inn) == 0:  # nothing received: the stage is its bias
         b = self._wb[1] if out is None else self._wb[1].index_select(0, out)
@@ -153,7 +153,7 @@ class FastBlock(nn.Module):
     "Inference form of a `ResBlock`: the gates decide first, then only the channels they open are computed, BN folded in"
     def __init__(self, block:ResBlock,
                  strategy:str='auto',  # for N > 1 images: 'group' by gate pattern, the 'union' of their channels, or 'auto'
-                 bucket:int=8,         # channels-last: channel counts are rounded up to a multiple of `bucket`
+                 bucket:int=8,         # channels-last: channel counts are rounded up to a multiple of bucket
                 ):
         super().__init__()
         if strategy not in STRATEGIES: raise ValueError(f"FastBlock: unknown strategy {strategy!r}; choose one of {STRATEGIES}")
@@ -317,7 +317,7 @@ class FoldedStem(nn.Module):
 def convert(model:nn.Module,
             strategy:str='auto',     # N > 1 images: 'group' by gate pattern, 'union' of channels, or 'auto' (cost estimate)
             channels_last=None,      # bool, or a pair (one image, more images); None: (ImageNet stem, True)
-            bucket:int=8,            # channels-last: channel counts rounded up to a multiple of `bucket` (0 or 1: off)
+            bucket:int=8,            # channels-last: channel counts rounded up to a multiple of bucket (0 or 1: off)
            ) -> nn.Module:
     "An inference copy of a gated (or plain) ResNet-family `model` that computes only the channels its gates open"
     blocks = [m for m in model.modules() if isinstance(m, ResBlock)]
@@ -341,7 +341,7 @@ def convert(model:nn.Module,
     return m.eval().requires_grad_(False)
 
 # %% ../nbs/12_inference.ipynb #05295a02
-def export_gated(model:nn.Module,          # a gated network (not `convert`ed)
+def export_gated(model:nn.Module,          # a gated network (not converted)
                  example:Tensor,           # an input batch, e.g. (N, 3, H, W)
                  dynamic_batch:bool=True,  # accept any batch size (else only the example's)
                 ) -> torch.export.ExportedProgram:

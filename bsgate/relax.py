@@ -31,11 +31,11 @@ def straight_through(hard:Tensor, soft:Tensor) -> Tensor:
     return hard + (soft - soft.detach())
 
 # %% ../nbs/01_relax.ipynb #8797714c
-def bin_concrete(logits:Tensor,   # (..., C) gate log-odds `logα`
+def bin_concrete(logits:Tensor,   # (..., C) gate log-odds logα
                  tau:float=2/3,   # temperature τ of the relaxation
                  hard:bool=True,  # return straight-through {0, 1} samples instead of relaxed ones
-                 noise:Tensor|None=None, # Logistic(0, 1) noise, same shape as `logits` (sampled if None)
-                ) -> Tensor:      # same shape and dtype as `logits`
+                 noise:Tensor|None=None, # Logistic(0, 1) noise, same shape as logits (sampled if None)
+                ) -> Tensor:      # same shape and dtype as logits
     "Binary Concrete sample $\\sigma((\\log\\alpha+L)/\\tau)$, hard straight-through by default"
     _check_tau(tau)
     x = _at_least_fp32(logits)  # noise and sigmoid in float32 even for half-precision logits
@@ -58,8 +58,8 @@ def saturated_sigmoid(x:Tensor) -> Tensor:
     return (1.2 * torch.sigmoid(x) - 0.1).clamp(0., 1.)
 
 def improved_semhash(logits:Tensor,          # (N, ...) gate pre-activations, batch first
-                     training:bool=True,     # noisy 50/50 mix if True, deterministic `logits > 0` if False
-                     noise:Tensor|None=None, # N(0, 1) noise, same shape as `logits` (sampled if None)
+                     training:bool=True,     # noisy 50/50 mix if True, deterministic logits > 0 if False
+                     noise:Tensor|None=None, # N(0, 1) noise, same shape as logits (sampled if None)
                      use_hard:Tensor|None=None, # (N,) bool: which samples get the binary gate (sampled if None)
                     ) -> Tensor:
     "GaterNet's Improved SemHash gate: straight-through binary or saturated-sigmoid, 50/50 per sample"

@@ -15,7 +15,7 @@ __all__ = ['DEFAULT_PRIOR', 'REDUCTIONS', 'BetaPrior', 'BatchShapingFn', 'batch_
 
 # %% ../nbs/02_shaping.ipynb #bb95d4d8
 class BetaPrior:
-    "Beta(a, b) prior with `cdf` and `pdf` computed in torch on the input's device (no host sync)"
+    "The Beta(a, b) prior: `cdf` and `pdf` computed in torch on the input's device, with no host sync"
     def __init__(self,
                  a:float=0.6, # first shape parameter, > 0
                  b:float=0.4, # second shape parameter, > 0

@@ -44,7 +44,7 @@ def default_pipeline(p:Preset) -> str:
     return 'device' if p.dataset == 'cifar10' else 'host'
 
 def preset_dls(p:Preset, data=None, limit:int|None=None, workers:int=0, device=None,
-               pipeline:str='host', # 'host' or, for CIFAR-10, 'device' (`bsgate.data.cifar_gpu`)
+               pipeline:str='host', # 'host' or, for CIFAR-10, 'device' (bsgate.data.cifar_gpu)
               ):
     "The `DataLoaders` of preset `p` on `data` (a folder in the dataset's layout or a `.tar.gz`; None: fastai's download)"
     if pipeline not in PIPELINES: raise ValueError(f"--pipeline: choose one of {', '.join(PIPELINES)}, got {pipeline!r}")
@@ -91,7 +91,7 @@ def torch_save(obj, path:str|Path):
     with open(path, 'wb') as f: torch.save(obj, f)
 
 def atomic_write(path:str|Path,   # the file to (re)place
-                 write,           # `write(tmp)` writes the content to the temporary path `tmp`
+                 write,           # write(tmp) writes the content to the temporary path tmp
                  keep_old:str|Path|None=None, # move the file being replaced here first (e.g. checkpoint.prev.pth)
                 ) -> Path:
     "Write `path` through a temporary file in the same folder and `os.replace`: a failure leaves the old file, and no temporary one"
@@ -353,7 +353,7 @@ def _init_vocab(init) -> list|None:
         return read_config(cfg, '--init')[1].get('vocab')
 
 @call_parse
-def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (positional on the command line)
+def train(preset:str,                # a preset in bsgate.learner.PRESETS (positional on the command line)
           data:str=None,             # folder in the dataset's layout, or a .tar.gz of it (None: fastai's download)
           epochs:int=None,           # override the preset's epochs (schedules follow)
           bs:int=None,               # override the batch size
@@ -373,7 +373,7 @@ def train(preset:str,                # a preset in `bsgate.learner.PRESETS` (pos
           seed:int=None,             # override the preset's seed
           lr_warmup:float=None,      # linear lr warm-up over this fraction of training
           gate_bias:float=None,      # initial bias of the gate logits
-          budget:str=None,           # with --mac_target: 'layer', 'mac' or 'open' (see `L0Penalty`)
+          budget:str=None,           # with --mac_target: 'layer', 'mac' or 'open' (see L0Penalty)
           init:str=None,             # start from a trained run's weights (folder or .pth); gates may be missing
           bn_recal:int=None,         # batches of BatchNorm recalibration under the inference gates after training (0: off)
           quiet:bool=False,          # no progress bars
@@ -538,5 +538,10 @@ def _console(func, argv:list|None=None):
         sys.exit(f"{parser.prog}: error: {' '.join(msg.split()).removeprefix(parser.prog + ': ') or type(e).__name__}")
     finally: warnings.formatwarning = fmt
 
-def train_main(): _console(train)
-def evaluate_main(): _console(evaluate)
+def train_main():
+    "The `bsgate_train` console command: `train` with its arguments from the command line, errors as one line"
+    _console(train)
+
+def evaluate_main():
+    "The `bsgate_eval` console command: `evaluate` with its arguments from the command line, errors as one line"
+    _console(evaluate)

@@ -143,6 +143,38 @@ def _exported_public_defs(src_nb) -> bool:
     return False
 
 
+_SIG_BLOCK = re.compile(r"^```python\n(.*?)^```", re.MULTILINE | re.DOTALL)
+
+def _api_entry_problems(cells) -> list:
+    """What a reader would trip over in the API entries of a page's show_doc cells: a call that renders nothing (only the
+    last expression of a cell shows), an entry without its docstring (none written, "Call self as a function." from
+    object, or one that fastcore's parser swallowed as a signature line), an entry shown twice, link markup inside
+    the signature's code block (nbdev links backticked names in parameter comments)"""
+    problems, seen = [], {}
+    for c in cells:
+        mds = ["".join(o.get("data", {}).get("text/markdown", "")) for o in c.get("outputs", [])]
+        mds = [m for m in mds if m.strip()]
+        n_calls = len(re.findall(r"^show_doc\(", c.source, re.MULTILINE))
+        if len(mds) < n_calls:
+            problems.append(f"{n_calls} show_doc calls in one cell render {len(mds)} entries (only a cell's last "
+                            f"expression is shown; give each its own cell):\n{c.source}")
+        for md in mds:
+            name = (re.findall(r"^#+\s+(\S+)", md, re.MULTILINE) or ["?"])[0]
+            seen[name] = seen.get(name, 0) + 1
+            sig = _SIG_BLOCK.search(md)
+            link = re.search(r".*\[`[^`\]]+`\]\(.*", sig.group(1)) if sig else None
+            if link: problems.append(f"{name}: link markup inside the signature ({link.group(0).strip()[:90]}): "
+                                     "write names in parameter comments without backticks")
+            after = md[sig.end():] if sig else md
+            after = re.sub(r"<[^>]*>", "", re.sub(r"^\*Exported source\*.*", "", after, flags=re.MULTILINE | re.DOTALL)).strip()
+            if not after or after.strip("*").strip() == "Call self as a function.":
+                problems.append(f"{name}: the API entry has no docstring (none written, or its first line looks like a "
+                                "signature `name(...)`, which fastcore's docstring parser drops)")
+    dup = sorted(k for k, v in seen.items() if v > 1)
+    if dup: problems.append(f"API entries shown more than once: {dup} (nbdev already adds show_doc for @patch'ed methods)")
+    return problems
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(NBS)) for p in PAGES])
 def test_page(page: Path, processed):
     rel = page.relative_to(NBS)
@@ -184,6 +216,7 @@ def test_page(page: Path, processed):
         if not md.strip(): problems.append(f"show_doc cell has no markdown output:\n{c.source}")
     if not sd and _exported_public_defs(_read_nb(page)):
         problems.append("exports public functions/classes but the page has no show_doc output")
+    problems += _api_entry_problems(sd)
 
     # render the page as HTML (quarto's stand-in) with its title
     try:

@@ -199,10 +199,10 @@ def _source(path, cache_dir=None) -> tuple[str, Path]:
     raise ValueError(f"{_NAME}: {p} is neither a folder nor a .tar.gz/.tgz/.tar archive")
 
 # %% ../../nbs/09a_data.cifar.ipynb #e0f0fdbe
-def load_cifar(path=None,                # folder, archive or pickles (see the table above); None: fastai's `URLs.CIFAR` download
-               split:str='train',        # a top folder of the data (`train`, `test`, ...)
+def load_cifar(path=None,                # folder, archive or pickles (see the table above); None: fastai's URLs.CIFAR download
+               split:str='train',        # a top folder of the data (train, test, ...)
                vocab:list|None=None,     # map labels to these class names (default: the split's own classes)
-               cache_dir=None,           # where decoded arrays are cached (see `bsgate_cache`)
+               cache_dir=None,           # where decoded arrays are cached (see bsgate_cache)
               ) -> CifarArrays:
     "One split as a (N, H, W, 3) uint8 array and labels; archives and folders are decoded once and cached"
     if path is None: path = download(URLs.CIFAR, _NAME)
@@ -259,18 +259,18 @@ class PadCropFlip(DisplayedTransform):
         return TensorImage(out.permute(0, 3, 1, 2).contiguous())
 
 # %% ../../nbs/09a_data.cifar.ipynb #56333c00
-def cifar_dls(path=None,                  # folder, `.tar.gz` or pickles (see the table above); None: fastai's `URLs.CIFAR` download
+def cifar_dls(path=None,                  # folder, .tar.gz or pickles (see the table above); None: fastai's URLs.CIFAR download
               bs:int=128,                 # training batch size
               split:str='train',          # the training split
-              valid_split:str='test',     # the validation split, when the data has it and `valid_pct` is None
-              valid_pct:float|None=None,  # hold out this share of each class of `split` instead (None: 0.1 if there is no `valid_split`)
-              seed:int=0,                 # seed of the hold-out and of `limit`
+              valid_split:str='test',     # the validation split, when the data has it and valid_pct is None
+              valid_pct:float|None=None,  # hold out this share of each class of split instead (None: 0.1 if there is no valid_split)
+              seed:int=0,                 # seed of the hold-out and of limit
               val_bs:int|None=None,       # validation batch size (default 2·bs)
               augment:bool=True,          # pad-4 crop + flip on training batches
               limit:int|None=None,        # use at most this many images per split (seeded, for quick runs)
               num_workers:int|None=0,     # worker processes (the images are in memory: 0 is fastest for CIFAR)
               device=None,                # where batches go (None: the GPU if there is one)
-              cache_dir=None,             # where decoded archives are cached (see `bsgate_cache`)
+              cache_dir=None,             # where decoded archives are cached (see bsgate_cache)
              ) -> DataLoaders:
     "CIFAR `DataLoaders`: validation on `valid_split` if the data has it, else on a fixed seeded per-class hold-out"
     if path is None: path = download(URLs.CIFAR, _NAME)
@@ -290,11 +290,11 @@ def cifar_dls(path=None,                  # folder, `.tar.gz` or pickles (see th
                      aug=[PadCropFlip()] if augment else [], num_workers=num_workers, device=device)
 
 # %% ../../nbs/09a_data.cifar.ipynb #762e9e2e
-def cifar_eval_dl(path=None,               # folder, `.tar.gz` or pickles; None: fastai's `URLs.CIFAR` download
+def cifar_eval_dl(path=None,               # folder, .tar.gz or pickles; None: fastai's URLs.CIFAR download
                   split:str='test',        # the split to evaluate (a top folder of the data)
-                  holdout:bool=False,      # only the seeded hold-out of `split` (what `cifar_dls` validates on without a test set)
-                  valid_pct:float=0.1,     # the hold-out's share, as in `cifar_dls`
-                  seed:int=0,              # the hold-out's seed, as in `cifar_dls`
+                  holdout:bool=False,      # only the seeded hold-out of split (what cifar_dls validates on without a test set)
+                  valid_pct:float=0.1,     # the hold-out's share, as in cifar_dls
+                  seed:int=0,              # the hold-out's seed, as in cifar_dls
                   bs:int=256,
                   limit:int|None=None,     # at most this many images (seeded)
                   num_workers:int|None=0,

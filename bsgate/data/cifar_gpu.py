@@ -84,13 +84,13 @@ class DeviceDL(ArrayDL):
         finally: self._probing = False
 
 # %% ../../nbs/09d_data.cifar_gpu.ipynb #01d44df7
-def cifar_device_dls(path=None,                  # folder, `.tar.gz` or pickles (as `cifar_dls`)
+def cifar_device_dls(path=None,                  # folder, .tar.gz or pickles (as cifar_dls)
                      bs:int=128,                 # training batch size
                      val_bs:int|None=None,       # validation batch size (default 2·bs)
                      augment:bool=True,          # pad-4 crop + flip on training batches
                      device=None,                # where the images live and batches are made (None: the GPU if there is one)
                      pad:int=4,                  # zero padding of the random crop
-                     **kwargs,                   # `cifar_dls`' split arguments: split, valid_split, valid_pct, seed, limit, cache_dir
+                     **kwargs,                   # cifar_dls' split arguments: split, valid_split, valid_pct, seed, limit, cache_dir
                     ) -> DataLoaders:
     "CIFAR `DataLoaders` with the images on `device` as uint8, batches cropped, flipped and normalised there"
     device = default_device() if device is None else torch.device(device)

@@ -30,7 +30,7 @@ IGNORE_INDEX = 255   # mask value that segmentation losses and metrics skip
 ARCHIVE_EXTS = ('.tar.gz', '.tgz', '.tar', '.zip')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
-def bsgate_cache(cache_dir:str|Path|None=None, # Use this folder; default `$BSGATE_CACHE`, else `$XDG_CACHE_HOME/bsgate` (~/.cache/bsgate)
+def bsgate_cache(cache_dir:str|Path|None=None, # Use this folder; default $BSGATE_CACHE, else $XDG_CACHE_HOME/bsgate (~/.cache/bsgate)
                 ) -> Path:
     "The cache folder (created if needed)"
     if cache_dir is None: cache_dir = os.environ.get('BSGATE_CACHE') or Path(os.environ.get('XDG_CACHE_HOME', '~/.cache'))/'bsgate'
@@ -46,7 +46,9 @@ def check_path(path:str|Path, # A file or folder
     if not p.exists(): raise FileNotFoundError(f"{name}: no such file or folder: {p}")
     return p
 
-def is_archive(p:Path) -> bool: return p.is_file() and p.name.lower().endswith(ARCHIVE_EXTS)
+def is_archive(p:Path) -> bool:
+    "Is `p` a file with an archive suffix that `extract_archive` unpacks (`.tar.gz`, `.tgz`, `.tar`, `.zip`)?"
+    return p.is_file() and p.name.lower().endswith(ARCHIVE_EXTS)
 
 def file_key(p:Path) -> tuple[str, str]:
     "(hash of the absolute path, hash of its size and mtime): a cache entry's name and version"
@@ -62,9 +64,9 @@ def _replace_old(folder:Path, prefix:str, keep:str):
         if o.is_dir(): shutil.rmtree(o, ignore_errors=True)
         else: o.unlink(missing_ok=True)
 
-def extract_archive(path:str|Path,            # A `.tar.gz`/`.tgz`/`.tar`/`.zip` archive
+def extract_archive(path:str|Path,            # A .tar.gz/.tgz/.tar/.zip archive
                     name:str,                 # The dataset, for messages
-                    cache_dir:str|Path|None=None, # See `bsgate_cache`
+                    cache_dir:str|Path|None=None, # See bsgate_cache
                    ) -> Path:
     "Unpack `path` into the cache once (per path, size and mtime) and return the folder"
     p = check_path(path, name)
@@ -115,7 +117,7 @@ def dataset_root(path:str|Path, marker:str, name:str, cache_dir:str|Path|None=No
 # %% ../../nbs/09_data.core.ipynb #09294899
 def read_image(src:str|Path|bytes, # An image file, or its bytes
                name:str,           # The dataset, for the message
-               fname=None,         # What to call the image in the message (default: `src`)
+               fname=None,         # What to call the image in the message (default: src)
               ) -> Tensor:
     "Decode an image to an RGB (3, H, W) uint8 tensor (gray and RGBA converted); a `ValueError` naming the file if it cannot"
     data = src if isinstance(src, (bytes, bytearray)) else None
@@ -217,12 +219,12 @@ class ArrayDL(TfmdDL):
     def retain(self, res, b): return res
 
 # %% ../../nbs/09_data.core.ipynb #3a301022
-def image_dl(ds,                    # a dataset returning (uint8 `TensorImage`, target)
+def image_dl(ds,                    # a dataset returning (uint8 TensorImage, target)
              bs:int=64,
              shuffle:bool=False,
              drop_last:bool=False,
-             stats=imagenet_stats,  # (mean, std) per channel for `Normalize`
-             aug:list=(),           # batch transforms between `IntToFloatTensor` and `Normalize` (`split_idx=0`: training only)
+             stats=imagenet_stats,  # (mean, std) per channel for Normalize
+             aug:list=(),           # batch transforms between IntToFloatTensor and Normalize (split_idx=0: training only)
              num_workers:int|None=None, # worker processes (None: fastai's default, min(16, CPUs))
              device=None,           # where batches go (None: the GPU if there is one)
              **kwargs) -> TfmdDL:

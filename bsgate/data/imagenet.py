@@ -20,7 +20,7 @@ __all__ = ['image_folder', 'class_names', 'imagenet_tfms', 'ImageFiles', 'imagen
 _NAME = 'ImageNet'
 
 def image_folder(root:Path,   # the dataset's root folder
-                 split:str,   # a top folder of it (`train`, `val`, ...)
+                 split:str,   # a top folder of it (train, val, ...)
                 ) -> tuple[list, list]:
     "(files, class names) of `root/split/<class>/<image>`, sorted by class then file"
     d = root/split
@@ -64,7 +64,7 @@ def _labels(names:list, vocab:list, where) -> np.ndarray:
     return np.array([ci[c] for c in names], dtype=np.int64)
 
 # %% ../../nbs/09b_data.imagenet.ipynb #1d5a378e
-def imagenet_dls(path=None,                # folder (`train|val/<wnid>/*`) or an archive of it; None: fastai's Imagenette-160 download
+def imagenet_dls(path=None,                # folder (train|val/<wnid>/*) or an archive of it; None: fastai's Imagenette-160 download
                  bs:int=64,                # training batch size
                  size:int=224,             # image side after cropping
                  split:str='train',        # the training split
@@ -73,10 +73,10 @@ def imagenet_dls(path=None,                # folder (`train|val/<wnid>/*`) or an
                  min_scale:float=0.08,     # smallest training crop, as a share of the image area
                  val_bs:int|None=None,     # validation batch size (default: bs)
                  limit:int|None=None,      # use at most this many images per split (seeded, for quick runs)
-                 seed:int=0,               # seed of `limit`
+                 seed:int=0,               # seed of limit
                  num_workers:int|None=None, # decoding processes (None: fastai's default, min(16, CPUs))
                  device=None,              # where batches go (None: the GPU if there is one)
-                 cache_dir=None,           # where an archive is unpacked (see `bsgate_cache`)
+                 cache_dir=None,           # where an archive is unpacked (see bsgate_cache)
                 ) -> DataLoaders:
     "ImageNet-style `DataLoaders`: RandomResizedCrop + flip for training, resize + centre crop for validation"
     if path is None: path = download(URLs.IMAGENETTE_160, 'Imagenette')
@@ -89,7 +89,7 @@ def imagenet_dls(path=None,                # folder (`train|val/<wnid>/*`) or an
     valid = ImageFiles(vf, _labels(vn, vocab, valid_split), vocab, imagenet_tfms(size, False, crop_pct), 1, valid_split).subset(vi)
     return image_dls(train, valid, bs, val_bs, path=root, stats=imagenet_stats, num_workers=num_workers, device=device)
 
-def imagenet_eval_dl(path=None,              # folder or archive, as for `imagenet_dls`
+def imagenet_eval_dl(path=None,              # folder or archive, as for imagenet_dls
                      split:str='val',        # the split to evaluate
                      size:int=224,
                      crop_pct:float=0.875,

@@ -40,7 +40,7 @@ def label_lut(ids:dict) -> np.ndarray:
     return lut
 
 def map_labels(mask:np.ndarray, # (H, W) uint8 stored ids
-               lut:np.ndarray,  # from `label_lut`
+               lut:np.ndarray,  # from label_lut
                name:str,        # the dataset, for the message
                fname,           # the mask's file, for the message
               ) -> np.ndarray:
@@ -152,10 +152,10 @@ def segmentation_dls(path=None,                 # folder in the dataset's layout
                      scale_range:tuple=(0.5, 2.), # random scale factors for training
                      val_bs:int|None=None,      # validation batch size (default: bs)
                      limit:int|None=None,       # use at most this many images per split (seeded, for quick runs)
-                     seed:int=0,                # seed of `limit`
+                     seed:int=0,                # seed of limit
                      num_workers:int|None=None, # decoding processes (None: fastai's default, min(16, CPUs))
                      device=None,               # where batches go (None: the GPU if there is one)
-                     cache_dir=None,            # where an archive is unpacked (see `bsgate_cache`)
+                     cache_dir=None,            # where an archive is unpacked (see bsgate_cache)
                     ) -> DataLoaders:
     "Segmentation `DataLoaders`: random scale/crop/flip of image and mask for training, whole images for validation"
     spec, root = seg_source(path, dataset, split, cache_dir)
@@ -164,7 +164,7 @@ def segmentation_dls(path=None,                 # folder in the dataset's layout
     valid = SegFiles(vp, spec, 1, valid_split, None, scale).subset(limit_idxs(len(vp), limit, seed))
     return image_dls(train, valid, bs, val_bs, path=root, stats=imagenet_stats, num_workers=num_workers, device=device)
 
-def segmentation_eval_dl(path=None,             # folder or archive, as for `segmentation_dls`
+def segmentation_eval_dl(path=None,             # folder or archive, as for segmentation_dls
                          split:str='val',       # the split to evaluate
                          dataset:str|None=None, # 'cityscapes' or 'camvid' (None: from the layout)
                          scale:float=1.,        # resize images (and masks, nearest) by this factor

@@ -27,7 +27,7 @@ class PyramidPooling(nn.Module):
     def __init__(self,
                  ni:int=2048,              # channels of the feature map
                  bins:tuple=(1, 2, 3, 6),  # output grid of each pooling branch
-                 reduction_dim:int|None=None, # channels of each branch (default `ni // len(bins)`)
+                 reduction_dim:int|None=None, # channels of each branch (default ni // len(bins))
                  align_corners:bool=False, # of the bilinear upsampling
                 ):
         super().__init__()
@@ -55,13 +55,13 @@ class PSPNet(nn.Module):
     "PSPNet on a dilated (output stride 8), optionally gated ResNet; an auxiliary head on layer3 adds logits in training"
     def __init__(self,
                  num_classes:int=19,       # classes (Cityscapes' 19 evaluation classes)
-                 depth:int=50,             # backbone ResNet depth: 18, 34, 50 or 101 (ignored with `backbone`)
-                 gate_layer=None,          # None (plain PSPNet), a name in `bsgate.gates.GATES`, or a `(ni, nf) -> module` callable
-                 gate_at:tuple|None=None,  # gated conv stages inside each block (see `ResBlock`)
+                 depth:int=50,             # backbone ResNet depth: 18, 34, 50 or 101 (ignored with backbone)
+                 gate_layer=None,          # None (plain PSPNet), a name in bsgate.gates.GATES, or a (ni, nf) -> module callable
+                 gate_at:tuple|None=None,  # gated conv stages inside each block (see ResBlock)
                  bins:tuple=(1, 2, 3, 6),  # pyramid pooling grids
                  aux:bool=True,            # auxiliary head on layer3 (its logits are returned in training only)
-                 dropout:float=0.1,        # `Dropout2d` before each head's classifier
-                 backbone:GatedResNet|None=None, # a ready ImageNet-stem `GatedResNet` to use instead (its `fc` is dropped)
+                 dropout:float=0.1,        # Dropout2d before each head's classifier
+                 backbone:GatedResNet|None=None, # a ready ImageNet-stem GatedResNet to use instead (its fc is dropped)
                  pretrained=None,          # torchvision ResNet weights for the backbone: a file path, a state dict or a model
                  head_dim:int=512,         # channels of the main head's 3×3 conv
                  aux_dim:int=256,          # channels of the auxiliary head's 3×3 conv
@@ -146,7 +146,7 @@ def _seg_ce(logits:Tensor, target:Tensor, ignore_index:int) -> Tensor:
                          f"that are not ignore_index={ignore_index}")
     return F.cross_entropy(logits, target, ignore_index=ignore_index, reduction='sum') / valid.sum().clamp(min=1)
 
-def pspnet_loss(preds,                  # logits (N, C, H, W), or PSPNet's training output `(main, aux)`
+def pspnet_loss(preds,                  # logits (N, C, H, W), or PSPNet's training output (main, aux)
                 target:Tensor,          # (N, H, W) integer class ids
                 aux_weight:float=0.4,   # weight of the auxiliary logits' loss (PSPNet's 0.4)
                 ignore_index:int=255,   # label of unlabelled pixels (Cityscapes: 255)

@@ -34,17 +34,17 @@ class GatedResNet(nn.Module):
     def __init__(self,
                  layers:tuple,             # blocks per stage, e.g. (2, 2, 2, 2) or (3, 3, 3)
                  expansion:int=1,          # 1: BasicBlock, 4: Bottleneck
-                 widths:tuple=(64, 128, 256, 512), # `planes` of each stage
+                 widths:tuple=(64, 128, 256, 512), # planes of each stage
                  stem:str='imagenet',      # 'imagenet': 7×7/2 conv + max-pool; 'cifar': 3×3 conv
-                 num_classes:int=1000,     # outputs of the classifier (0: no classifier, `fc` is Identity)
+                 num_classes:int=1000,     # outputs of the classifier (0: no classifier, fc is Identity)
                  in_chans:int=3,           # channels of the input image
-                 gate_layer=None,          # None, a name in `bsgate.gates.GATES`, or a `(ni, nf) -> module` callable
-                 gate_at:tuple|None=None,  # gated conv stages inside each block (see `ResBlock`)
+                 gate_layer=None,          # None, a name in bsgate.gates.GATES, or a (ni, nf) -> module callable
+                 gate_at:tuple|None=None,  # gated conv stages inside each block (see ResBlock)
                  shortcut:str='B',         # 'B': 1×1 conv + BN projection (torchvision); 'A': subsample + zero-pad
                  zero_init_residual:bool=False, # zero the last BN of every block, as torchvision's flag
                  groups:int=1, width_per_group:int=64, # ResNeXt options (Bottleneck only)
                  replace_stride_with_dilation:tuple|None=None, # per stage after the first: dilate instead of stride
-                 norm_layer=None,          # `nn.BatchNorm2d` by default
+                 norm_layer=None,          # nn.BatchNorm2d by default
                 ):
         super().__init__()
         if stem not in ('imagenet', 'cifar'): raise ValueError(f"GatedResNet: stem must be 'imagenet' or 'cifar', got {stem!r}")
@@ -179,7 +179,7 @@ def _load_weights_file(p:Path) -> dict:
 def from_torchvision(depth:int,                # 18, 34, 50 or 101
                      weights,                  # a torchvision ResNet, its state dict, or a path to a saved state dict
                      num_classes:int|None=None, # None: the weights' own classifier (1000 without one); 0: no classifier
-                     **kwargs) -> GatedResNet: # `gate_layer=...`, `gate_at=...` etc. for `imagenet_resnet`
+                     **kwargs) -> GatedResNet: # gate_layer=..., gate_at=... etc. for imagenet_resnet
     "A (gated) `imagenet_resnet(depth)` initialised from torchvision weights, without downloading anything"
     if isinstance(weights, (str, Path)):
         p = Path(weights).expanduser()
