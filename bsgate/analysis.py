@@ -311,6 +311,7 @@ def run_points(runs:list, metric:str|None=None) -> pd.DataFrame:
     "One row (label, macs, metric, dense, name of the metric) per run: tuples `(label, macs, accuracy[, dense])`, metrics dicts or JSON paths"
     return pd.DataFrame([_point(r, metric) for r in runs], columns=['label', 'macs', 'metric', 'dense', 'name'])
 
+# %% ../nbs/13_analysis.ipynb #88b9f09d
 def plot_accuracy_vs_macs(runs:list, metric:str|None=None, ax=None, figsize=(6, 3)):
     "Accuracy (or mIoU) against MACs per image: one curve per label for gated runs, one star per dense baseline"
     df, ax = run_points(runs, metric), _ax(ax, figsize)
@@ -333,6 +334,7 @@ def prior_fit(rec:GateRecord, prior:BetaPrior|None=None) -> pd.Series:
     d['all'] = batch_shaping_loss(torch.cat([p.flatten() for p in rec.probs]).double().clamp(0, 1)[:, None], prior, validate=False).item()
     return pd.Series(d, name='cvm')
 
+# %% ../nbs/13_analysis.ipynb #971bb081
 def _picks(rec:GateRecord, layers) -> list:
     "(layer index, channel) of the gates to show: per chosen layer its most spread gate (largest variance over images)"
     if layers is None: layers = sorted(set(np.linspace(0, len(rec.names) - 1, min(3, len(rec.names))).round().astype(int).tolist()))

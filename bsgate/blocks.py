@@ -17,6 +17,7 @@ def conv3x3(ni:int, nf:int, stride:int=1, groups:int=1, dilation:int=1) -> nn.Co
     "3×3 convolution with padding, as torchvision's"
     return nn.Conv2d(ni, nf, kernel_size=3, stride=stride, padding=dilation, groups=groups, bias=False, dilation=dilation)
 
+# %% ../nbs/05_blocks.ipynb #17b3793f
 def conv1x1(ni:int, nf:int, stride:int=1) -> nn.Conv2d:
     "1×1 convolution, as torchvision's"
     return nn.Conv2d(ni, nf, kernel_size=1, stride=stride, bias=False)
@@ -126,6 +127,7 @@ def can_fuse(x:Tensor, bn:nn.Module, g:Tensor) -> bool:
             and x.dim() == 4 and g.dim() == 2 and x.dtype in (torch.float32, torch.float64) and g.dtype == x.dtype
             and x.is_contiguous() and not torch.is_autocast_enabled(x.device.type) and not torch.compiler.is_compiling())
 
+# %% ../nbs/05_blocks.ipynb #9d717b21
 def bn_relu_gate(x:Tensor,        # (N, C, H, W) conv output
                  bn:nn.BatchNorm2d, # in training mode; its running statistics are updated
                  g:Tensor,        # (N, C) gates, ≥ 0

@@ -51,6 +51,7 @@ def unwrap(model:nn.Module) -> nn.Module:
     while hasattr(model, 'module') and isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)): model = model.module
     return model
 
+# %% ../nbs/08_callbacks.ipynb #4f73fd4f
 def find_gates(model:nn.Module) -> list:
     "The gate modules of `model`, in forward order: `model.gate_modules()` if it has one, else every module that looks like a gate"
     m = unwrap(model)
@@ -112,6 +113,7 @@ def gather_batch(x:Tensor) -> Tensor:
     from torch.distributed.nn.functional import all_gather
     return torch.cat(all_gather(x.contiguous()), 0)
 
+# %% ../nbs/08_callbacks.ipynb #16edc2e3
 class BatchShaping(_TrainTerm):
     "Add γ · batch-shaping loss of the gate probabilities (over the global batch under DDP) to the gradient loss"
     def __init__(self,
@@ -131,6 +133,7 @@ class BatchShaping(_TrainTerm):
         self._log(self.bs_loss)
         self.learn.loss_grad = self.learn.loss_grad + self.gamma * self.bs_loss
 
+# %% ../nbs/08_callbacks.ipynb #c83f633a
 BUDGETS = ('mac', 'layer', 'open')
 
 def open_target(gm:GateMACs, target:float) -> float:
@@ -141,6 +144,7 @@ def open_target(gm:GateMACs, target:float) -> float:
                                 f"({gm.fixed / gm.dense:.3f} of dense)")
     return min(t, 1.)
 
+# %% ../nbs/08_callbacks.ipynb #fc9ab6e8
 class L0Penalty(_TrainTerm):
     "Add λ · L0 loss (the expected fraction of open gates, or of gated MACs) to the gradient loss, or one of its budget forms"
     def __init__(self,
@@ -191,6 +195,7 @@ class Phases:
             start += p
     def __repr__(self): return f"Phases({self.pcts}, {self.scheds})"
 
+# %% ../nbs/08_callbacks.ipynb #106d68bc
 def paper_schedules(gamma:float=0.75,   # initial batch-shaping weight
                     lam:float=0.,       # final L0 weight λ
                     warmup:float=0.2,   # fraction of training over which γ falls to 0 (CIFAR: 100/500 epochs)
@@ -250,6 +255,7 @@ def gate_params(model:nn.Module) -> list:
     "The parameters of the gate modules (not of a GaterNet's gater network)"
     return [p for g in find_gates(model) for p in g.parameters()]
 
+# %% ../nbs/08_callbacks.ipynb #ef48e8d3
 _HEADS = ('fc', 'classifier', 'aux_classifier', 'ppm', 'head')
 
 def head_params(model:nn.Module) -> list:
@@ -260,6 +266,7 @@ def head_params(model:nn.Module) -> list:
     if not mods: mods = [c for c in m.children() if any(True for _ in c.parameters())][-1:]   # fastai's default: the last child
     return [p for o in mods for p in o.parameters()]
 
+# %% ../nbs/08_callbacks.ipynb #db0ebd3d
 def gate_splitter(model:nn.Module, head:bool=True) -> list:
     "fastai parameter groups [body, gates, head]: `freeze()` trains the head, `lr=slice(lo, hi)` gives the head `hi`"
     gp = {id(p) for p in gate_params(model)}
@@ -268,6 +275,7 @@ def gate_splitter(model:nn.Module, head:bool=True) -> list:
     groups = [[p for p in ps if id(p) not in gp and id(p) not in hp], [p for p in ps if id(p) in gp]]
     return groups + [[p for p in ps if id(p) in hp]] if head else groups
 
+# %% ../nbs/08_callbacks.ipynb #6c9d360e
 class NoGateWD(Callback):
     "Exclude the gate parameters from weight decay (fastai optimizers: `do_wd`; wrapped PyTorch ones: their group's `weight_decay`)"
     order = GateCollector.order
@@ -324,6 +332,7 @@ class GateStats(Callback):
         self.macs, self.mac_frac = macs.mean().item(), macs.mean().item() / self._dense
         self.per_image_macs = macs
 
+# %% ../nbs/08_callbacks.ipynb #ec39a3cd
 class GateMetric(Metric):
     "A recorder column reading a summary of `learn.gate_stats` (`macs`, `mac_frac`, `open_frac`, `conditional`, ...)"
     def __init__(self, attr:str, scale:float=1., name:str|None=None): self.attr, self.scale, self._name = attr, scale, name or attr
@@ -348,6 +357,7 @@ def gate_callbacks(gamma:float=0.75, lam:float=0., warmup:float=0.2, ramp_end:fl
     if bn_recal: cbs.append(BNRecalibration(bn_recal))
     return cbs
 
+# %% ../nbs/08_callbacks.ipynb #cd5e98fc
 def gate_metrics() -> list:
     "Recorder columns: batch-shaping and L0 terms (training means), MACs (M) per image, fraction of dense, conditional shares"
     return [TrainTermMetric('batch_shaping', 'bs_loss'), TrainTermMetric('l0_penalty', 'l0'),
@@ -381,11 +391,13 @@ def recalibrate_bn(model:nn.Module,      # a gated (or any) network
     if n == 0: raise ValueError("recalibrate_bn: `batches` gave no batch")
     return n
 
+# %% ../nbs/08_callbacks.ipynb #52d6f330
 @patch
 def recalibrate_bn(self:Learner, n_batches:int=100) -> int:
     "Re-estimate the model's BatchNorm statistics on `n_batches` of the training data, with the inference gates"
     return recalibrate_bn(self.model, self.dls.train, n_batches)
 
+# %% ../nbs/08_callbacks.ipynb #96ec2adb
 class BNRecalibration(Callback):
     "At the end of a fit, re-estimate every BatchNorm's statistics under the inference gates (`recalibrate_bn`)"
     order = GateCollector.order

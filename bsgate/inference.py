@@ -314,6 +314,7 @@ class FoldedStem(nn.Module):
     def forward(self, x:Tensor) -> Tensor:
         return self.conv(x.contiguous(memory_format=CL if self.channels_last[x.shape[0] > 1] else torch.contiguous_format))
 
+# %% ../nbs/12_inference.ipynb #dac3cc42
 def convert(model:nn.Module,
             strategy:str='auto',     # N > 1 images: 'group' by gate pattern, 'union' of channels, or 'auto' (cost estimate)
             channels_last=None,      # bool, or a pair (one image, more images); None: (ImageNet stem, True)

@@ -126,15 +126,18 @@ def build_model(p:Preset) -> nn.Module:
         return GaterNet(p.depth, num_classes=p.num_classes, **({'gate_at': p.gate_at} if p.gate_at else {}))
     raise ValueError(f"unknown arch {p.arch!r}; use cifar_resnet, resnet, pspnet or gaternet")
 
+# %% ../nbs/10_learner.ipynb #24710f8c
 class PolyDecay:
     "The 'poly' learning-rate decay of segmentation recipes: lr·(1 − t)^power over training progress t (picklable)"
     def __init__(self, lr:float, power:float=0.9): self.lr, self.power = lr, power
     def __call__(self, pos:float) -> float: return self.lr * (1 - min(max(pos, 0.), 1.)) ** self.power
 
+# %% ../nbs/10_learner.ipynb #6eaa24e8
 def opt_func(p:Preset):
     "SGD with the preset's momentum and Nesterov flag (a PyTorch optimizer in fastai's `OptimWrapper`)"
     return partial(OptimWrapper, opt=torch.optim.SGD, momentum=p.momentum, nesterov=p.nesterov)
 
+# %% ../nbs/10_learner.ipynb #8a1b0e29
 class WarmUp:
     "Linear warm-up from `start`·f(pct) to f(pct) over the first `pct` of training, then the schedule `f` (picklable)"
     def __init__(self, f, pct:float, start:float=0.1): self.f, self.pct, self.start = f, pct, start
@@ -142,6 +145,7 @@ class WarmUp:
         if pos < self.pct: return self.f(self.pct) * (self.start + (1 - self.start) * pos / self.pct)
         return self.f(pos)
 
+# %% ../nbs/10_learner.ipynb #9a48ef0f
 def lr_schedule(p:Preset) -> ParamScheduler:
     "The preset's learning-rate schedule as a fastai `ParamScheduler` over training progress"
     if p.lr_sched == 'step':
@@ -153,6 +157,7 @@ def lr_schedule(p:Preset) -> ParamScheduler:
     if p.lr_warmup: f = WarmUp(f, p.lr_warmup)
     return ParamScheduler({'lr': f})
 
+# %% ../nbs/10_learner.ipynb #f17e249d
 def load_weights(model:nn.Module, src) -> list:
     "Load a run's weights (a `bsgate_train` folder or a .pth state dict) into `model`; only gate parameters may be missing"
     src = Path(src)
@@ -181,6 +186,7 @@ class ConfusionMetric(Metric):
         cm = torch.bincount(idx, minlength=self.n_classes**2).view(self.n_classes, self.n_classes).cpu()
         self.cm = cm if self.cm is None else self.cm + cm
 
+# %% ../nbs/10_learner.ipynb #768fd7e5
 class MeanIoU(ConfusionMetric):
     "Mean intersection-over-union over the classes present (in target or prediction)"
     @property
@@ -191,6 +197,7 @@ class MeanIoU(ConfusionMetric):
     @property
     def name(self): return 'miou'
 
+# %% ../nbs/10_learner.ipynb #f27a1c11
 class PixelAccuracy(ConfusionMetric):
     "Fraction of labelled pixels classified correctly"
     @property
@@ -215,16 +222,19 @@ def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=N
     return Learner(dls, model, loss_func=loss_func, opt_func=opt_func(p), splitter=_preset_splitter, lr=p.lr, wd=p.wd,
                    metrics=metrics, cbs=cbs, **kwargs)
 
+# %% ../nbs/10_learner.ipynb #00854d9f
 def cifar_learner(dls, preset:str|Preset='cifar10_r20', cbs=None, **overrides) -> Learner:
     "A CIFAR-10 Learner (gated CIFAR ResNet or GaterNet) from a preset"
     p = get_preset(preset, **overrides)
     return gated_learner(dls, build_model(p), p, nn.CrossEntropyLoss(), [accuracy], cbs)
 
+# %% ../nbs/10_learner.ipynb #35b78148
 def imagenet_learner(dls, preset:str|Preset='imagenette_r18', cbs=None, **overrides) -> Learner:
     "An ImageNet-style Learner (gated torchvision-layout ResNet) from a preset"
     p = get_preset(preset, **overrides)
     return gated_learner(dls, build_model(p), p, nn.CrossEntropyLoss(), [accuracy], cbs)
 
+# %% ../nbs/10_learner.ipynb #c940dda4
 def segmentation_learner(dls, preset:str|Preset='camvid_pspnet_r50', cbs=None, **overrides) -> Learner:
     "A segmentation Learner (gated PSPNet, auxiliary loss, mIoU and pixel accuracy) from a preset"
     p = get_preset(preset, **overrides)

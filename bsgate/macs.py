@@ -47,6 +47,7 @@ def fvcore_counts(model:nn.Module, x:Tensor):
             for a, v in zip(_state, vs): setattr(m, a, v)
     return fca
 
+# %% ../nbs/07_macs.ipynb #5be1bc44
 def dense_macs(model:nn.Module,       # any model; its gates, if any, are counted as overhead
                input_size:tuple=(3, 224, 224), # (C, H, W) of one image
               ) -> int:
@@ -90,6 +91,7 @@ class ConditionalMACs:
         return (f"ConditionalMACs(mean={self.macs.mean().item()/1e6:.2f} M, fraction={self.fraction.mean().item():.3f}, "
                 f"dense={self.dense/1e6:.2f} M, overhead={self.overhead/1e6:.3f} M, N={len(self.macs)})")
 
+# %% ../nbs/07_macs.ipynb #82106d58
 class MacCounter:
     "Count per-image MACs of `model` from the gates of its last forward; fvcore traces it once per input size"
     def __init__(self, model:nn.Module, input_size:tuple=(3, 224, 224)):
@@ -179,6 +181,7 @@ class GateMACs:
         tot = sum((p.float().mean(0) * w.to(p.device)).sum() for p, w in zip(probs, ws))
         return (self.fixed + tot) / self.dense
 
+# %% ../nbs/07_macs.ipynb #13b41dde
 def gate_mac_weights(model:nn.Module, input_size:tuple=(3, 224, 224)) -> GateMACs:
     "The linear MAC model of `model`'s gates at `input_size` (C, H, W): what each gate switches on"
     counter = MacCounter(model, input_size)

@@ -57,6 +57,7 @@ def saturated_sigmoid(x:Tensor) -> Tensor:
     "$\\mathrm{clamp}(1.2\\,\\sigma(x)-0.1, 0, 1)$: reaches exactly 0 and 1 at finite `x`"
     return (1.2 * torch.sigmoid(x) - 0.1).clamp(0., 1.)
 
+# %% ../nbs/01_relax.ipynb #df8c918a
 def improved_semhash(logits:Tensor,          # (N, ...) gate pre-activations, batch first
                      training:bool=True,     # noisy 50/50 mix if True, deterministic logits > 0 if False
                      noise:Tensor|None=None, # N(0, 1) noise, same shape as logits (sampled if None)
@@ -77,6 +78,7 @@ def bin_concrete_cdf(t:Tensor, logits:Tensor, tau:float=2/3) -> Tensor:
     "CDF $\\sigma(\\tau\\,\\mathrm{logit}(t)-\\log\\alpha)$ of a relaxed Binary Concrete sample"
     return torch.sigmoid(tau * torch.logit(t) - logits)
 
+# %% ../nbs/01_relax.ipynb #0fb663d5
 def bin_concrete_pdf(t:Tensor, logits:Tensor, tau:float=2/3) -> Tensor:
     "Density of a relaxed Binary Concrete sample at `t` in (0, 1)"
     c = bin_concrete_cdf(t, logits, tau)

@@ -22,7 +22,7 @@ from .callbacks import unwrap, GateCollector, BUDGETS
 __all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save',
            'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab',
            'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options',
-           'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining', 'train', 'EpochLine', 'evaluate',
+           'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining', 'EpochLine', 'train', 'evaluate',
            'normalize_argv', 'train_main', 'evaluate_main']
 
 # %% ../nbs/11_train.ipynb #39602b9f
@@ -43,6 +43,7 @@ def default_pipeline(p:Preset) -> str:
     "The input pipeline of a new run of `p`: 'device' for CIFAR-10 (bench/data_pipeline.py), 'host' for the rest"
     return 'device' if p.dataset == 'cifar10' else 'host'
 
+# %% ../nbs/11_train.ipynb #ba5237dc
 def preset_dls(p:Preset, data=None, limit:int|None=None, workers:int=0, device=None,
                pipeline:str='host', # 'host' or, for CIFAR-10, 'device' (bsgate.data.cifar_gpu)
               ):
@@ -59,6 +60,7 @@ def preset_dls(p:Preset, data=None, limit:int|None=None, workers:int=0, device=N
     if p.dataset == 'imagenet': return dls_fn(data, size=p.size, **kw)
     return dls_fn(data, dataset=p.dataset, crop=p.size, **kw)
 
+# %% ../nbs/11_train.ipynb #5ad0a34d
 def preset_eval_dl(p:Preset, data, split:str, limit:int|None=None, bs:int|None=None, workers:int=0, device=None):
     "A deterministic `DataLoader` over `split` of `data`, prepared as preset `p` validates"
     _, fn = _data_fns(p)
@@ -78,6 +80,7 @@ def strict_json(o):
     if isinstance(o, (list, tuple)): return [strict_json(v) for v in o]
     return o
 
+# %% ../nbs/11_train.ipynb #035aa9d4
 def _disk_full(e:BaseException, folder:Path) -> bool:
     "Did `e` (or an exception it came from: torch wraps the OSError in a RuntimeError) come from a full disk?"
     while e is not None:
@@ -90,6 +93,7 @@ def torch_save(obj, path:str|Path):
     "`torch.save` through a Python file, so a full disk raises Python's OSError (in the exception's context)"
     with open(path, 'wb') as f: torch.save(obj, f)
 
+# %% ../nbs/11_train.ipynb #43a7671e
 def atomic_write(path:str|Path,   # the file to (re)place
                  write,           # write(tmp) writes the content to the temporary path tmp
                  keep_old:str|Path|None=None, # move the file being replaced here first (e.g. checkpoint.prev.pth)
@@ -111,6 +115,7 @@ def atomic_write(path:str|Path,   # the file to (re)place
         raise
     return path
 
+# %% ../nbs/11_train.ipynb #06f1f139
 def save_json(path:str|Path, o, indent:int|None=1) -> Path:
     "Write `o` as strict JSON (null for NaN/inf), atomically"
     text = json.dumps(strict_json(o), indent=indent, allow_nan=False)
@@ -130,6 +135,7 @@ def save_config(path:str|Path, p:Preset, **run) -> Path:
     "Write the resolved preset and the run's record (`RUN_KEYS`: class names, data, limit, input pipeline) to `path`, atomically"
     return save_json(path, {**dataclasses.asdict(p), **{k: v for k, v in run.items() if k in RUN_KEYS}}, indent=2)
 
+# %% ../nbs/11_train.ipynb #4d70304a
 def read_config(path:str|Path, who:str='bsgate') -> tuple[Preset, dict]:
     "(preset, record) from a run's config.json; the record lacks what an older bsgate did not save; unknown fields are named and ignored"
     path = Path(path)
@@ -145,6 +151,7 @@ def read_config(path:str|Path, who:str='bsgate') -> tuple[Preset, dict]:
     except (TypeError, ValueError) as e: raise ValueError(f"{who}: {path} does not describe a preset: {e}") from None
     return p, run
 
+# %% ../nbs/11_train.ipynb #c25f6d43
 def data_vocab(dl) -> list:
     "The class names of a `DataLoaders` (its training set) or a `DataLoader`: what the label ids mean"
     ds = (dl.train if hasattr(dl, 'train') else dl).dataset
@@ -152,12 +159,14 @@ def data_vocab(dl) -> list:
 
 def _names(v:list, n:int=12) -> str: return ', '.join(map(str, v[:n])) + (f', … ({len(v)} in all)' if len(v) > n else '')
 
+# %% ../nbs/11_train.ipynb #4434e01a
 def check_classes(p:Preset, vocab:list):
     "Refuse data whose number of classes is not the preset's"
     if len(vocab) != p.num_classes:
         raise ValueError(f"the data has {len(vocab)} classes ({_names(vocab)}), the preset {p.name} {p.num_classes}: "
                          f"give data with {p.num_classes} classes, or a preset for {len(vocab)}")
 
+# %% ../nbs/11_train.ipynb #568fa831
 def check_vocab(saved:list|None, got:list, who:str, what:str='the data'):
     "Refuse class names `got` that differ from the run's `saved` ones, naming the difference (None: not recorded, a warning)"
     if saved is None:
@@ -170,6 +179,7 @@ def check_vocab(saved:list|None, got:list, who:str, what:str='the data'):
     raise ValueError(f"{who}: the classes of {what} differ from the run's ({len(got)} against {len(saved)}): "
                      f"{diff or 'the same names in another order'}")
 
+# %% ../nbs/11_train.ipynb #e8ef7ccd
 def load_run_weights(folder:str|Path, who:str='bsgate') -> dict:
     "The state dict of a run: `model.pth`, or (missing or unreadable, with a warning) the last readable checkpoint"
     out, why = Path(folder), []
@@ -207,6 +217,7 @@ class EpochSeed(Callback):
     def before_batch(self):
         if self.training and self.iter == 0: self._seed(1)   # a fresh DataLoader draws more when it starts than a used one
 
+# %% ../nbs/11_train.ipynb #62fcc3fa
 def _prev(path:Path) -> Path: return path.with_name(f'{path.stem}.prev{path.suffix}')
 
 class Checkpoint(Callback):
@@ -228,6 +239,7 @@ def _num(v):
     try: return float(v)
     except (TypeError, ValueError): return None
 
+# %% ../nbs/11_train.ipynb #bd7a32de
 def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
     "Restore model and optimizer from `path` (or, unreadable, from its previous version, with a warning); return (the epoch to start from, the history)"
     path = Path(path)
@@ -251,6 +263,7 @@ class Diverged(RuntimeError):
     "Training produced a non-finite loss, gate probability or weight"
     def __init__(self, msg:str): super().__init__(msg); self.msg = msg   # fastai prefixes `args[0]` with the callback's name
 
+# %% ../nbs/11_train.ipynb #a10a808c
 class StopOnNaN(Callback):
     "Stop at the first non-finite loss, gate probability or weight: raise `Diverged` naming where (one host sync a batch)"
     order = GateCollector.order   # after the gates are collected
@@ -307,12 +320,14 @@ class DeviceMixedPrecision(MixedPrecision):
             if AMPMode(self.amp_mode) != AMPMode.BF16: raise ValueError(f"--fp16 needs a CUDA device (the model is on {dev}); use --bf16")
             self.autocast = torch.autocast(dev, dtype=torch.bfloat16)
 
+# %% ../nbs/11_train.ipynb #e5e0ca5e
 class ChannelsLast(Callback):
     "Feed the model channels-last images (set the model's memory format too)"
     order = 5
     def before_fit(self): self.model.to(memory_format=torch.channels_last)
     def before_batch(self): self.learn.xb = tuple(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x for x in self.xb)
 
+# %% ../nbs/11_train.ipynb #358db5ca
 class CompileTraining(Callback):
     "Train through `torch.compile(model)`; validate, recalibrate and save the eager model (`GateStats`' MAC trace needs it)"
     order = 20   # after the distributed wrapper (fastai's DistributedTrainer wraps `learn.model` in before_fit)
@@ -352,6 +367,25 @@ def _init_vocab(init) -> list|None:
         warnings.simplefilter('ignore')
         return read_config(cfg, '--init')[1].get('vocab')
 
+# %% ../nbs/11_train.ipynb #0eda666a
+class EpochLine:
+    "A `Learner.logger` for runs without a progress bar: one readable line per epoch instead of fastai's raw list"
+    def __init__(self, learn, n_epochs:int|None=None, file=None): self.learn, self.n_epochs, self.file = learn, n_epochs, file
+    def __call__(self, vals):
+        names = list(self.learn.recorder.metric_names)
+        if list(vals) == names: return                              # fastai's header row
+        if len(vals) != len(names): names = ['epoch'] + [''] * (len(vals) - 2) + ['time']   # an epoch skipped (resume) or stopped: no metrics
+        fmt = lambda v: '-' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.4g}' if isinstance(v, float) else str(v)
+        ep = f"epoch {vals[0] + 1}" + (f"/{self.n_epochs}" if self.n_epochs else '')
+        body = ' '.join(f'{n} {fmt(v)}' for n, v in zip(names[1:-1], vals[1:-1]) if n)
+        if not body: body = 'skipped (done before the resume)' if vals[0] < max([getattr(c, '_skip_to', 0) for c in self.learn.cbs] + [0]) else 'stopped'
+        print(f"{ep}: {body} ({vals[-1]})", file=self.file or sys.stdout, flush=True)
+
+class _nullctx:
+    def __enter__(self): return self
+    def __exit__(self, *a): return False
+
+# %% ../nbs/11_train.ipynb #6194040f
 @call_parse
 def train(preset:str,                # a preset in bsgate.learner.PRESETS (positional on the command line)
           data:str=None,             # folder in the dataset's layout, or a .tar.gz of it (None: fastai's download)
@@ -453,23 +487,6 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
         save_json(out / 'metrics.json', metrics)
     return metrics
 
-class EpochLine:
-    "A `Learner.logger` for runs without a progress bar: one readable line per epoch instead of fastai's raw list"
-    def __init__(self, learn, n_epochs:int|None=None, file=None): self.learn, self.n_epochs, self.file = learn, n_epochs, file
-    def __call__(self, vals):
-        names = list(self.learn.recorder.metric_names)
-        if list(vals) == names: return                              # fastai's header row
-        if len(vals) != len(names): names = ['epoch'] + [''] * (len(vals) - 2) + ['time']   # an epoch skipped (resume) or stopped: no metrics
-        fmt = lambda v: '-' if v is None or (isinstance(v, float) and math.isnan(v)) else f'{v:.4g}' if isinstance(v, float) else str(v)
-        ep = f"epoch {vals[0] + 1}" + (f"/{self.n_epochs}" if self.n_epochs else '')
-        body = ' '.join(f'{n} {fmt(v)}' for n, v in zip(names[1:-1], vals[1:-1]) if n)
-        if not body: body = 'skipped (done before the resume)' if vals[0] < max([getattr(c, '_skip_to', 0) for c in self.learn.cbs] + [0]) else 'stopped'
-        print(f"{ep}: {body} ({vals[-1]})", file=self.file or sys.stdout, flush=True)
-
-class _nullctx:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
-
 # %% ../nbs/11_train.ipynb #4a520d2a
 @call_parse
 def evaluate(checkpoint:str=None,  # a training output folder (with config.json and model.pth or checkpoint.pth)
@@ -520,6 +537,7 @@ def normalize_argv(parser:argparse.ArgumentParser, argv:list) -> list:
         res[i] = known.get(flag[2:].replace('-', '_'), flag) + eq + val
     return res
 
+# %% ../nbs/11_train.ipynb #4b26be5e
 _ERRORS = (ValueError, OSError, Diverged)   # what the console scripts report in one line (BSGATE_DEBUG=1: the traceback)
 
 def _console(func, argv:list|None=None):
@@ -542,6 +560,7 @@ def train_main():
     "The `bsgate_train` console command: `train` with its arguments from the command line, errors as one line"
     _console(train)
 
+# %% ../nbs/11_train.ipynb #8864dc82
 def evaluate_main():
     "The `bsgate_eval` console command: `evaluate` with its arguments from the command line, errors as one line"
     _console(evaluate)

@@ -52,6 +52,8 @@ def run(fn:Path, force:set) -> float:
     t0 = time.time()
     k = CaptureShell(fn, mpl_format='png')  # 1x PNGs: the notebooks stay small
     k.run(NOTEBOOK_BARS)                     # fastai's progress as in Jupyter (HTML), not console bars full of \r
+    for c in nb.cells:   # execnb stores a cell's outputs only when it has some: a cell that now prints nothing must not keep old ones
+        if c.cell_type == 'code' and not _no_eval(c): c['outputs'] = []
     with working_directory(fn.parent):
         k.run_all(nb, exc_stop=True, preproc=_no_eval)
     ran = {c['id']: c for c in nb.cells if c.cell_type == 'code' and not _no_eval(c)}

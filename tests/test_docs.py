@@ -19,6 +19,8 @@ from nbdev.doclinks import nbglob
 
 if __name__ != "__main__":  # the checks need pytest and nbconvert; regenerating README.md does not
     import pytest, nbformat
+    sys.path.insert(0, str(Path(__file__).parent))
+    import pandoc_check   # quarto's markdown reader is pandoc's: each page is also read by pandoc (tests/pandoc_check.py)
     import nbdev.doclinks, nbdev.serve, nbdev.serve_drv
     from nbconvert import HTMLExporter
     from nbformat.v4.rwbase import rejoin_lines
@@ -175,6 +177,46 @@ def _api_entry_problems(cells) -> list:
     return problems
 
 
+def _is_check_cell(c) -> bool:
+    "A code cell that only checks: its last statement is an `assert` or a `test_*(...)` call, and it shows no output"
+    import ast
+    src = "\n".join(l for l in c.source.splitlines() if not l.lstrip().startswith(("#|", "%", "!")))
+    try: body = ast.parse(src).body
+    except SyntaxError: return False
+    if not body or any(o.output_type in ("stream", "execute_result", "display_data") for o in c.get("outputs", [])): return False
+    last = body[-1]
+    return isinstance(last, ast.Assert) or (isinstance(last, ast.Expr) and isinstance(last.value, ast.Call)
+                                            and isinstance(last.value.func, ast.Name) and last.value.func.id.startswith("test"))
+
+def _folded(c) -> bool: return bool(re.search(r"^#\|\s*code-fold:\s*(true|show)\s*$", c.source, re.MULTILINE))
+
+def _shows_output(c) -> bool:
+    return any(o.output_type in ("stream", "execute_result", "display_data") for o in c.get("outputs", []))
+
+def _layout_problems(nb) -> list:
+    """A module page reads as examples first, checks folded (as fastai's and nbdev's pages): every visible check cell is
+    folded (`#| code-fold: true`, under a Checks heading) or hidden, and each API entry of a function or class is
+    followed, before the next one, by a visible example: an unfolded code cell whose output the reader sees (the entries
+    of a class's methods share the class's examples)"""
+    problems, checks, entries, cur = [], [], [], None
+    docd = {n.strip() for c in nb.cells if c.cell_type == "code" for n in re.findall(r"^show_doc\(([^,)]+)", c.source, re.MULTILINE)}
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code": continue
+        if re.search(r"^show_doc\(", c.source, re.MULTILINE):
+            name = re.findall(r"^show_doc\(([^,)]+)", c.source, re.MULTILINE)[-1].strip()
+            if name.rpartition(".")[0] in docd: continue     # a method of a class with an entry: part of the class's group
+            cur = [name, False]; entries.append(cur); continue
+        if _folded(c): continue
+        if _is_check_cell(c): checks.append(i)
+        elif cur is not None and _shows_output(c): cur[1] = True
+    if checks: problems.append(f"{len(checks)} visible check cell(s) ({', '.join(map(str, checks[:10]))}{', ...' if len(checks) > 10 else ''}): "
+                               "fold them (`#| code-fold: true`, under a `#### Checks` heading) or hide pure plumbing")
+    bare = [n for n, ex in entries if not ex]
+    if bare: problems.append(f"{len(bare)} API entr{'y' if len(bare) == 1 else 'ies'} without a visible example (an unfolded "
+                             f"code cell with output before the next entry): {bare[:10]}{' ...' if len(bare) > 10 else ''}")
+    return problems
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(NBS)) for p in PAGES])
 def test_page(page: Path, processed):
     rel = page.relative_to(NBS)
@@ -217,6 +259,7 @@ def test_page(page: Path, processed):
     if not sd and _exported_public_defs(_read_nb(page)):
         problems.append("exports public functions/classes but the page has no show_doc output")
     problems += _api_entry_problems(sd)
+    problems += _layout_problems(nb)
 
     # render the page as HTML (quarto's stand-in) with its title
     try:
@@ -228,6 +271,11 @@ def test_page(page: Path, processed):
         out.write_text(body, encoding="utf-8")
         if title and f"<title>{escape(title, quote=False)}</title>" not in body:
             problems.append(f"the HTML page {out.relative_to(ROOT)} has no <title>{title}</title>")
+
+    # what quarto's renderer would make of the page: pandoc's markdown reader (its HTML kept beside nbconvert's)
+    if pandoc_check.have_pandoc(): problems += pandoc_check.pandoc_problems(nb, html_path=(HTML / rel).with_suffix(".pandoc.html"))
+    elif os.environ.get("CI"): problems.append("pandoc is not installed (CI installs it: `apt-get install -y pandoc`)")
+    else: warnings.warn("pandoc is not installed: the pages were not read by pandoc (`apt-get install -y pandoc`)")
 
     if problems: pytest.fail(f"docs page {rel} is broken:\n- " + "\n- ".join(problems), pytrace=False)
 
@@ -308,5 +356,27 @@ def test_saved_outputs_read_as_in_jupyter():
             if c["cell_type"] != "code": continue
             txt = "".join("".join(o["text"]) if "text" in o else "".join(o.get("data", {}).get("text/plain", ""))
                           for o in c.get("outputs", []))
-            if "\r" in txt or "█" in txt or txt.count("\n") > 60: bad.append(f"{nb.relative_to(ROOT)}#{i}")
-    assert not bad, f"outputs with console progress bars or over 60 lines (re-save with tests/save_outputs.py): {bad}"
+            raw_rows = re.search(r"^\[\d+, .*'\d\d:\d\d'\]$", txt, re.MULTILINE)   # fastai's Recorder printing its raw list
+            if "\r" in txt or "█" in txt or txt.count("\n") > 60 or raw_rows: bad.append(f"{nb.relative_to(ROOT)}#{i}")
+    assert not bad, f"outputs with console progress bars, fastai's raw epoch lists or over 60 lines (re-save with tests/save_outputs.py): {bad}"
+
+
+def test_deploy_uses_cis_python():
+    "The site is built by .github/workflows/deploy.yaml with the Python CI tests (test.yaml) and the pinned dev stack"
+    wf = ROOT / ".github" / "workflows"
+    test_steps = yaml.safe_load((wf / "test.yaml").read_text())["jobs"]["test"]["steps"]
+    ci_py = [str(s["with"]["version"]) for s in test_steps if "nbdev-ci" in s.get("uses", "")]
+    steps = yaml.safe_load((wf / "deploy.yaml").read_text())["jobs"]["deploy"]["steps"]
+    py = [str(s.get("with", {}).get("python-version")) for s in steps if "setup-python" in s.get("uses", "")]
+    assert ci_py and py == ci_py, f"deploy.yaml sets up Python {py or 'of the runner (no setup-python step)'}, CI tests {ci_py}"
+    run = "\n".join(s.get("run", "") for s in steps)
+    assert 'pip install -e ".[dev]"' in run and "nbdev_docs" in run, "deploy.yaml must install .[dev] (nbdev 2.4.14) and run nbdev_docs"
+    assert not any("quarto-ghp" in s.get("uses", "") for s in steps), "quarto-ghp installs the newest nbdev and the runner's Python"
+
+
+def test_pandoc_check_catches_each_defect_class():
+    "tests/pandoc_check.py's constructed pages: a clean one passes, each defect class is reported at its cell"
+    if not pandoc_check.have_pandoc():
+        if os.environ.get("CI"): pytest.fail("pandoc is not installed (CI installs it: `apt-get install -y pandoc`)")
+        pytest.skip("pandoc is not installed")
+    pandoc_check.self_test()

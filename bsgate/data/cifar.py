@@ -224,6 +224,7 @@ def _remap(a:CifarArrays, vocab:list, where) -> CifarArrays:
     m = np.array([list(vocab).index(c) for c in a.classes], dtype=np.int64)
     return CifarArrays(a.images, m[a.labels], list(vocab))
 
+# %% ../../nbs/09a_data.cifar.ipynb #9862d0e8
 def cifar_splits(path, cache_dir=None) -> list:
     "The split names the data at `path` has (an archive is decoded, and cached, to find out)"
     kind, p = _source(path, cache_dir)
@@ -231,6 +232,7 @@ def cifar_splits(path, cache_dir=None) -> list:
     if kind == 'folder': return _folder_splits(p)
     return _tar_read(p, cache_dir, _splits_of)
 
+# %% ../../nbs/09a_data.cifar.ipynb #38f6d60d
 def cifar_classes(path, split:str='train', cache_dir=None) -> list:
     "The class names of a split, without loading its images (from the cache, the folder names or the pickles' meta)"
     kind, p = _source(path, cache_dir)

@@ -22,6 +22,7 @@ def crop_flip_params(n:int, pad:int=4, p_flip:float=.5, generator=None, device=N
     dydx = torch.randint(0, 2 * pad + 1, (2, n), generator=generator, device=device)
     return dydx[0], dydx[1], torch.rand(n, generator=generator, device=device) < p_flip
 
+# %% ../../nbs/09d_data.cifar_gpu.ipynb #086a35a8
 def crop_flip(xp:Tensor,          # (n, C, H+2p, W+2p) padded images, any dtype
               dy:Tensor, dx:Tensor, # (n,) offsets of the crop's top-left corner
               flip:Tensor,        # (n,) bool: mirror the crop horizontally
@@ -70,6 +71,7 @@ class DeviceImages(ImageDataset):
             x = crop_flip(x, dy, dx, fl, self.size)
         return TensorImage(x.float().mul_(self.scale).add_(self.shift)), TensorCategory(y)
 
+# %% ../../nbs/09d_data.cifar_gpu.ipynb #b1507601
 class DeviceDL(ArrayDL):
     "A fastai `TfmdDL` over `DeviceImages`: each batch is made on the device; its augmentation generator is seeded from `rng` per pass"
     def before_iter(self):

@@ -38,6 +38,7 @@ def bsgate_cache(cache_dir:str|Path|None=None, # Use this folder; default $BSGAT
     p.mkdir(parents=True, exist_ok=True)
     return p
 
+# %% ../../nbs/09_data.core.ipynb #7247ec01
 def check_path(path:str|Path, # A file or folder
                name:str,      # The dataset, for the message
               ) -> Path:
@@ -46,10 +47,12 @@ def check_path(path:str|Path, # A file or folder
     if not p.exists(): raise FileNotFoundError(f"{name}: no such file or folder: {p}")
     return p
 
+# %% ../../nbs/09_data.core.ipynb #e08497de
 def is_archive(p:Path) -> bool:
     "Is `p` a file with an archive suffix that `extract_archive` unpacks (`.tar.gz`, `.tgz`, `.tar`, `.zip`)?"
     return p.is_file() and p.name.lower().endswith(ARCHIVE_EXTS)
 
+# %% ../../nbs/09_data.core.ipynb #4ae97d1b
 def file_key(p:Path) -> tuple[str, str]:
     "(hash of the absolute path, hash of its size and mtime): a cache entry's name and version"
     st = p.stat()
@@ -93,6 +96,7 @@ def extract_archive(path:str|Path,            # A .tar.gz/.tgz/.tar/.zip archive
     _replace_old(root, f'{stem}-{pk}-', keep=dest.name)
     return dest
 
+# %% ../../nbs/09_data.core.ipynb #5b0b0633
 def find_root(folder:Path, # Where to look
               marker:str,  # A file or folder the dataset's root contains (e.g. 'train', 'leftImg8bit')
               name:str,    # The dataset, for the message
@@ -107,6 +111,7 @@ def find_root(folder:Path, # Where to look
     has = sorted(o.name for o in folder.iterdir() if not o.name.startswith('.')) if folder.is_dir() else []
     raise FileNotFoundError(f"{name}: no '{marker}' in {folder}; it has: {', '.join(has[:10]) or 'nothing'}")
 
+# %% ../../nbs/09_data.core.ipynb #f85e8936
 def dataset_root(path:str|Path, marker:str, name:str, cache_dir:str|Path|None=None) -> Path:
     "The root folder of a dataset given as a folder or an archive of it (unpacked once into the cache)"
     p = check_path(path, name)
@@ -137,6 +142,7 @@ def read_image(src:str|Path|bytes, # An image file, or its bytes
     except Exception as e:
         raise ValueError(f"{name}: cannot decode image {fname or src}: {type(e).__name__}: {e}") from None
 
+# %% ../../nbs/09_data.core.ipynb #6e46a6ef
 def read_mask(path:str|Path, name:str) -> np.ndarray:
     "A label image's stored values (palette indices for a 'P' PNG) as an (H, W) uint8 array; a `ValueError` naming the file otherwise"
     try:
@@ -165,6 +171,7 @@ def stratified_split(labels,            # (N,) class index of each item
     valid = np.sort(np.concatenate(valid)) if valid else np.zeros(0, int)
     return np.setdiff1d(np.arange(len(labels)), valid), valid
 
+# %% ../../nbs/09_data.core.ipynb #c424d92b
 def limit_idxs(n:int,            # number of items
                limit:int|None=None, # keep at most this many (None: all)
                seed:int=0,
@@ -198,6 +205,7 @@ class ImageDataset:
         return x, y
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, n={len(self)}, c={self.c})"
 
+# %% ../../nbs/09_data.core.ipynb #9aec1dfe
 class TensorImages(ImageDataset):
     "Images held in memory as a (N, H, W, 3) uint8 array, with (N,) labels"
     fields = ('images', 'labels')
@@ -212,6 +220,7 @@ class TensorImages(ImageDataset):
         return (TensorImage(torch.from_numpy(self.images[i]).permute(0, 3, 1, 2).contiguous()),
                 TensorCategory(torch.from_numpy(self.labels[i])))
 
+# %% ../../nbs/09_data.core.ipynb #25ad5a8c
 class ArrayDL(TfmdDL):
     "A `TfmdDL` over a dataset with a `batch(idxs)` method: each batch is one lookup, not a collate of items"
     def create_item(self, s): return 0 if s is None else s
@@ -235,6 +244,7 @@ def image_dl(ds,                    # a dataset returning (uint8 TensorImage, ta
     dl.to(default_device() if device is None else device)
     return dl
 
+# %% ../../nbs/09_data.core.ipynb #4ca674ca
 def image_dls(train_ds, valid_ds, bs:int=64, val_bs:int|None=None, path='.', device=None, **kwargs) -> DataLoaders:
     "fastai `DataLoaders` from two datasets: the training one shuffled, last partial batch dropped; `kwargs` to `image_dl`"
     device = default_device() if device is None else device

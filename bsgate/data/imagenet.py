@@ -14,7 +14,12 @@ from fastai.data.external import URLs
 from .core import IMAGE_EXTS, dataset_root, read_image, limit_idxs, ImageDataset, image_dl, image_dls, download
 
 # %% auto #0
-__all__ = ['image_folder', 'class_names', 'imagenet_tfms', 'ImageFiles', 'imagenet_dls', 'imagenet_eval_dl']
+__all__ = ['class_names', 'image_folder', 'imagenet_tfms', 'ImageFiles', 'imagenet_dls', 'imagenet_eval_dl']
+
+# %% ../../nbs/09b_data.imagenet.ipynb #6601fe06
+def class_names(root:Path, split:str='train') -> list:
+    "The sorted class folders of `root/split` (the ImageNet class order), read without listing their files"
+    return sorted(o.name for o in (root/split).iterdir() if o.is_dir() and not o.name.startswith('.'))
 
 # %% ../../nbs/09b_data.imagenet.ipynb #9ba3c4db
 _NAME = 'ImageNet'
@@ -35,10 +40,7 @@ def image_folder(root:Path,   # the dataset's root folder
                                f"remove it or add its images")
     return [f for _, f in items], [c for c, _ in items]
 
-def class_names(root:Path, split:str='train') -> list:
-    "The sorted class folders of `root/split` (the ImageNet class order), read without listing their files"
-    return sorted(o.name for o in (root/split).iterdir() if o.is_dir() and not o.name.startswith('.'))
-
+# %% ../../nbs/09b_data.imagenet.ipynb #6d1d6395
 def imagenet_tfms(size:int=224,          # output side
                   train:bool=True,       # random crop + flip (True) or resize + centre crop (False)
                   crop_pct:float=0.875,  # validation: the centre crop's share of the resized short side
@@ -48,6 +50,7 @@ def imagenet_tfms(size:int=224,          # output side
     if train: return T.Compose([T.RandomResizedCrop(size, scale=(min_scale, 1.), antialias=True), T.RandomHorizontalFlip()])
     return T.Compose([T.Resize(round(size / crop_pct), antialias=True), T.CenterCrop(size)])
 
+# %% ../../nbs/09b_data.imagenet.ipynb #57e1552d
 class ImageFiles(ImageDataset):
     "Labelled image files, decoded and transformed per item"
     fields = ('files', 'labels')
@@ -89,6 +92,7 @@ def imagenet_dls(path=None,                # folder (train|val/<wnid>/*) or an a
     valid = ImageFiles(vf, _labels(vn, vocab, valid_split), vocab, imagenet_tfms(size, False, crop_pct), 1, valid_split).subset(vi)
     return image_dls(train, valid, bs, val_bs, path=root, stats=imagenet_stats, num_workers=num_workers, device=device)
 
+# %% ../../nbs/09b_data.imagenet.ipynb #37255f66
 def imagenet_eval_dl(path=None,              # folder or archive, as for imagenet_dls
                      split:str='val',        # the split to evaluate
                      size:int=224,

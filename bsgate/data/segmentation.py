@@ -39,6 +39,7 @@ def label_lut(ids:dict) -> np.ndarray:
     for k, v in ids.items(): lut[k] = v
     return lut
 
+# %% ../../nbs/09c_data.segmentation.ipynb #875aa067
 def map_labels(mask:np.ndarray, # (H, W) uint8 stored ids
                lut:np.ndarray,  # from label_lut
                name:str,        # the dataset, for the message
@@ -57,6 +58,7 @@ def camvid_pairs(root:Path, split:str) -> list:
     if not imgs: raise FileNotFoundError(f"CamVid: no images in {d} (expected {split}/<name>.jpg and {split}annot/<name>.png)")
     return [(f, a/f'{f.stem}.png') for f in imgs]
 
+# %% ../../nbs/09c_data.segmentation.ipynb #c6ce4ba3
 def cityscapes_pairs(root:Path, split:str) -> list:
     "(image, mask) files of a Cityscapes split: `leftImg8bit/<split>/<city>/<x>_leftImg8bit.png` with `gtFine/.../<x>_gtFine_labelIds.png`"
     d = root/'leftImg8bit'/split
@@ -64,6 +66,7 @@ def cityscapes_pairs(root:Path, split:str) -> list:
     if not imgs: raise FileNotFoundError(f"Cityscapes: no images in {d} (expected <city>/*_leftImg8bit.png)")
     return [(f, root/'gtFine'/split/f.parent.name/f.name.replace('_leftImg8bit.png', '_gtFine_labelIds.png')) for f in imgs]
 
+# %% ../../nbs/09c_data.segmentation.ipynb #9be74c83
 @dataclass(frozen=True)
 class SegSpec:
     "How to read one segmentation dataset"
@@ -78,6 +81,7 @@ SEG_DATASETS = {
     'camvid': SegSpec('CamVid', CAMVID_CLASSES, label_lut(CAMVID_TRAIN_IDS), camvid_pairs, '{split}annot'),
 }
 
+# %% ../../nbs/09c_data.segmentation.ipynb #b6e506ff
 def seg_source(path, dataset:str|None=None, split:str='train', cache_dir=None) -> tuple[SegSpec, Path]:
     "(spec, root) for `path`; `dataset=None` is 'cityscapes' when the root has `leftImg8bit/`, else 'camvid'"
     if path is None: raise ValueError("Segmentation: give the path of a Cityscapes or CamVid folder (or archive); neither can be downloaded")
@@ -101,6 +105,7 @@ def seg_resize(img:Tensor,  # (3, H, W) uint8
     return (TF.resize(img, size, interpolation=InterpolationMode.BILINEAR, antialias=True),
             TF.resize(mask[None], size, interpolation=InterpolationMode.NEAREST_EXACT)[0])
 
+# %% ../../nbs/09c_data.segmentation.ipynb #5829822a
 def scale_crop_flip(img:Tensor, mask:Tensor,
                     crop:tuple,                 # (h, w) of the output
                     scale_range:tuple=(0.5, 2.), # random scale factor range
@@ -140,6 +145,7 @@ class SegFiles(ImageDataset):
         if self.split_idx == 0 and self.crop is not None: img, m = scale_crop_flip(img, m, self.crop, self.scale_range)
         return TensorImage(img), TensorMask(m)
 
+# %% ../../nbs/09c_data.segmentation.ipynb #55623f02
 def _crop(crop): return (crop, crop) if isinstance(crop, int) else tuple(crop)
 
 def segmentation_dls(path=None,                 # folder in the dataset's layout, or an archive of it (required: neither can be downloaded)
@@ -164,6 +170,7 @@ def segmentation_dls(path=None,                 # folder in the dataset's layout
     valid = SegFiles(vp, spec, 1, valid_split, None, scale).subset(limit_idxs(len(vp), limit, seed))
     return image_dls(train, valid, bs, val_bs, path=root, stats=imagenet_stats, num_workers=num_workers, device=device)
 
+# %% ../../nbs/09c_data.segmentation.ipynb #1f9b80b3
 def segmentation_eval_dl(path=None,             # folder or archive, as for segmentation_dls
                          split:str='val',       # the split to evaluate
                          dataset:str|None=None, # 'cityscapes' or 'camvid' (None: from the layout)

@@ -156,12 +156,17 @@ def imagenet_resnet(depth:int=18, **kwargs) -> GatedResNet:
         raise ValueError(f"imagenet_resnet: unsupported depth {depth!r}; supported: {sorted(IMAGENET_CONFIGS)}")
     return GatedResNet(**{**IMAGENET_CONFIGS[depth], **kwargs})
 
+# %% ../../nbs/06_models.resnet.ipynb #93e6fbf0
 def resnet18(**kwargs) -> GatedResNet:
     "ResNet-18 (BasicBlock, 2-2-2-2), torchvision layout"
     return imagenet_resnet(18, **kwargs)
+
+# %% ../../nbs/06_models.resnet.ipynb #b9ef3f1c
 def resnet34(**kwargs) -> GatedResNet:
     "ResNet-34 (BasicBlock, 3-4-6-3), torchvision layout"
     return imagenet_resnet(34, **kwargs)
+
+# %% ../../nbs/06_models.resnet.ipynb #14c86c58
 def resnet50(**kwargs) -> GatedResNet:
     "ResNet-50 (Bottleneck, 3-4-6-3), torchvision layout"
     return imagenet_resnet(50, **kwargs)
