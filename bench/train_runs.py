@@ -48,5 +48,7 @@ if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument('names', nargs='+', choices=sorted(RUNS))
     ap.add_argument('--resume', action='store_true', help='continue runs that have a checkpoint')
+    ap.add_argument('--threads', type=int, default=None, help="torch threads for this process (default: torch's)")
     a = ap.parse_args()
+    if a.threads: torch.set_num_threads(a.threads)
     for n in a.names: run(n, a.resume)
