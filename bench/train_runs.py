@@ -23,7 +23,7 @@ RUNS = {
     # L0's budget form on a short segmentation run. Measured 2026-11-22 with the old MAC-weighted mean ('mac', λ = 30): the
     # gates did NOT close (MAC fraction 1.000 after 3 epochs, mIoU 0.252), the per-gate push shrank with ~1,900 gates.
     # Now the per-layer budget (`layer`, a sum over gates, so the push per gate does not depend on the gate count) with
-    # λ = 1; not re-run since.
+    # λ = 1. Re-run 2026-12-01: the gates close (0.798 of dense MACs, 18% always off, mIoU 0.110 against 0.207 without the budget).
     'camvid_budget': ('camvid_pspnet_r18', DATA / 'camvid', dict(epochs=3, bs=8, size=192, limit=200, mac_target=0.6, lam=1.)),
 }
 
