@@ -10,7 +10,7 @@ hold-out (10% of each class, seed 42) and trains on the other 45,000 images, bat
   with the same fine-tuning schedule (and dense ResNet-20 for `E1 + E2` = `E` epochs);
 - the same fine-tuning with L0 alone (γ = 0): batch-shaping against L0 at the same MAC budget;
 - from scratch: gated ResNet-32 for `E` epochs with the calibrated recipe;
-- the trend: dense ResNet-20 and the from-scratch gated ResNet-32 for 5 and 8 epochs too (`r20_dense5`, `r32_bas8`, ...).
+- the trend: dense ResNet-20 and the from-scratch gated ResNet-32 for 5, 8 and 25 epochs too (`r20_dense5`, `r32_bas8`, `r32_bas25`, ...).
 
 BatchNorm statistics are re-estimated under the inference gates at the end of every gated run; both numbers are kept.
 
@@ -52,7 +52,7 @@ RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20'
     'r56_ft_l0':    ('cifar10_r56', dict(COMMON, **FT, **dict(GATED, gamma=0.), warmup=0.2, ramp_end=0.5), 'r56_dense10', True),
     'r32_bas':      ('cifar10_r32', dict(COMMON, epochs=E, **GATED), None, True),
 }
-for e in (5, 8):   # the trend of the from-scratch gap with the epochs: the same pair, shorter (schedules are fractions of the run)
+for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)
     RUNS[f'r32_bas{e}'] = ('cifar10_r32', dict(COMMON, epochs=e, lr_warmup=1 / e, **GATED), None, True)
 
