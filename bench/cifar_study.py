@@ -51,6 +51,10 @@ RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20'
     'r56_ft_bas':   ('cifar10_r56', dict(COMMON, **FT, **GATED, warmup=0.2, ramp_end=0.5), 'r56_dense10', True),
     'r56_ft_l0':    ('cifar10_r56', dict(COMMON, **FT, **dict(GATED, gamma=0.), warmup=0.2, ramp_end=0.5), 'r56_dense10', True),
     'r32_bas':      ('cifar10_r32', dict(COMMON, epochs=E, **GATED), None, True),
+    # GaterNet's own recipe (its preset: SemHash gates after conv2, L1 on the gates, no budget) against r20_dense / r56_dense
+    'gaternet_r20': ('cifar10_gaternet_r20', dict(COMMON, epochs=E), None, False),
+    'gaternet_r56': ('cifar10_gaternet_r56', dict(COMMON, epochs=E), None, False),
+    'gaternet_r20_8': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8), None, False),   # against r20_dense8
 }
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)

@@ -19,14 +19,15 @@ from fastai.callback.schedule import SchedLin, SchedNo
 from fastai.learner import Metric, Learner
 from .shaping import batch_shaping_loss, BetaPrior, REDUCTIONS
 from .sparsity import l0_loss
+from .relax import open_prob
 from .macs import MacCounter, GateMACs
 from .models.resnet import GatedResNet
 
 # %% auto #0
 __all__ = ['BUDGETS', 'synth_gated_learner', 'unwrap', 'find_gates', 'GateCollector', 'TrainTermMetric', 'gather_batch',
-           'BatchShaping', 'open_target', 'L0Penalty', 'Phases', 'paper_schedules', 'GateScheduler', 'gate_params',
-           'head_params', 'gate_splitter', 'NoGateWD', 'GateStats', 'GateMetric', 'gate_callbacks', 'gate_metrics',
-           'recalibrate_bn', 'BNRecalibration']
+           'BatchShaping', 'open_target', 'L0Penalty', 'GateL1Penalty', 'Phases', 'paper_schedules', 'GateScheduler',
+           'gate_params', 'head_params', 'gate_splitter', 'NoGateWD', 'GateStats', 'GateMetric', 'gate_callbacks',
+           'gate_metrics', 'recalibrate_bn', 'BNRecalibration']
 
 # %% ../nbs/08_callbacks.ipynb #88346e40
 def synth_gated_learner(n:int=128, bs:int=32, size:int=8, n_classes:int=2, cbs=None, metrics=None,
@@ -60,7 +61,7 @@ def find_gates(model:nn.Module) -> list:
 
 # %% ../nbs/08_callbacks.ipynb #a6ff1c3b
 class GateCollector(HookCallback):
-    "Hook every gate and keep, for the current batch, its probabilities and logits with their graph"
+    "Hook every gate and keep, for the current batch, its probabilities, logits and applied gates with their graph"
     order = MixedPrecision.order + 1
     def __init__(self, modules=None): super().__init__(modules=modules, detach=False, cpu=False)
     def before_fit(self):
@@ -71,15 +72,19 @@ class GateCollector(HookCallback):
             "probs/logits/gates); build a gated one: `bsgate.models.from_torchvision(depth, tv_model, gate_layer='channel')` "
             "for a torchvision ResNet, or `gate_layer='channel'` in a bsgate model's constructor")
         super().before_fit()
-    def hook(self, m, i, o): return (m.probs, m.logits)
+    def hook(self, m, i, o): return (m.probs, m.logits, o)
     @property
     def probs(self) -> Tensor:
-        "(N, total gates) open probabilities σ(logα) of the last forward, float32, with graph"
+        "(N, total gates) open probabilities of the last forward (σ(logα); Φ(logα) for SemHash gates), float32, with graph"
         return torch.cat([s[0] for s in self.hooks.stored], 1)
     @property
     def logits(self) -> list:
         "The gate logits of the last forward, one (N, C) tensor per gate layer, with graph"
         return [s[1] for s in self.hooks.stored]
+    @property
+    def values(self) -> list:
+        "The gates the layers applied in the last forward (training: the relaxed samples), one (N, C) tensor per layer, with graph"
+        return [s[2] for s in self.hooks.stored]
 
 # %% ../nbs/08_callbacks.ipynb #d5fce035
 class _TrainTerm(Callback):
@@ -161,14 +166,16 @@ class L0Penalty(_TrainTerm):
         "Put the MAC weights in the collector's order once (and on the device at the first batch), not every batch"
         mods = self.gate_collector.modules
         self._w = self.macs.ordered(mods) if isinstance(self.macs, GateMACs) else self.macs
+        self._relax = [getattr(m, 'relax', 'bin_concrete') for m in mods]   # P(open): σ for Binary Concrete, Φ for SemHash
         if self.target is not None:
             self._gm = GateMACs(mods, self._w, self.macs.fixed, self.macs.dense)
             self.open_target = open_target(self._gm, self.target)
     def term(self, logits:list) -> Tensor:
         "The term λ multiplies, from one batch's gate logits (one (N, C) tensor per gate layer, in the collector's order)"
-        if self.target is None: return l0_loss(logits, self._w)
+        relax = getattr(self, '_relax', None) or 'bin_concrete'
+        if self.target is None: return l0_loss(logits, self._w, relax=relax)
         if self._gm.weights[0].device != logits[0].device: self._gm.weights = [w.to(logits[0].device) for w in self._gm.weights]
-        probs = [torch.sigmoid(l) for l in logits]
+        probs = [open_prob(l, r) for l, r in zip(logits, [relax] * len(logits) if isinstance(relax, str) else relax)]
         self.mac_frac = self._gm.expected(probs)
         if self.budget == 'mac': return (self.mac_frac - self.target).clamp(min=0)
         if self.budget == 'layer': return sum(p.shape[1] * (p.mean() - self.open_target).clamp(min=0) for p in probs)
@@ -179,6 +186,20 @@ class L0Penalty(_TrainTerm):
         self.l0 = self.term([l.float() for l in self.gate_collector.logits])
         self._log(self.l0)
         if self.lam: self.learn.loss_grad = self.learn.loss_grad + self.lam * self.l0
+
+# %% ../nbs/08_callbacks.ipynb #bf1c234c
+class GateL1Penalty(_TrainTerm):
+    "Add λ · mean |applied gate| (GaterNet's λ‖G(x)‖₁/c, averaged over the batch) to the gradient loss"
+    def __init__(self, lam:float=0.1):   # weight λ (GaterNet's value is unknown; 0.1 is our choice in the presets)
+        if not (isinstance(lam, (int, float)) and lam >= 0): raise ValueError(f"GateL1Penalty: lam must be a number >= 0, got {lam!r}")
+        store_attr()
+    def after_loss(self):
+        if not self.training: return
+        if not self.lam: return self._off()
+        v = self.gate_collector.values
+        self.l1 = sum(o.float().abs().sum() for o in v) / sum(o.numel() for o in v)
+        self._log(self.l1)
+        self.learn.loss_grad = self.learn.loss_grad + self.lam * self.l1
 
 # %% ../nbs/08_callbacks.ipynb #a6355c21
 class Phases:

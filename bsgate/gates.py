@@ -8,13 +8,14 @@ from functools import partial
 import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
-from .relax import bin_concrete, hard_gate, improved_semhash
+from .relax import bin_concrete, hard_gate, improved_semhash, open_prob
 
 # %% auto #0
-__all__ = ['GATES', 'ChannelGate', 'BlockGate', 'get_gate']
+__all__ = ['GATES', 'ChannelGate', 'BlockGate', 'get_gate', 'share_semhash_mix']
 
 # %% ../nbs/04_gates.ipynb #f3848a5d
 _RELAX = ('bin_concrete', 'semhash')
+_MIX = ('image', 'layer')
 
 class ChannelGate(nn.Module):
     "Per-image channel gate on a block's input: GAP → FC(ni→hidden) → BN → ReLU → FC(hidden→nf) → {0, 1}"
@@ -27,12 +28,14 @@ class ChannelGate(nn.Module):
                  relax:str='bin_concrete', # training relaxation: 'bin_concrete' or 'semhash' (GaterNet)
                  init_bias:float=2.,   # initial bias of the logits: σ(2) = 0.88, gates start mostly open
                  hard:bool=True,       # straight-through {0, 1} gates in training (False: relaxed values)
+                 mix:str='image',      # 'semhash' only: binary-or-continuous drawn per image for all the network's gates, or per 'layer'
                 ):
         super().__init__()
         for name, v in (('ni', ni), ('nf', nf), ('hidden', hidden)):
             if not (isinstance(v, int) and v > 0): raise ValueError(f"{type(self).__name__}: `{name}` must be a positive int, got {v!r}")
         if relax not in _RELAX: raise ValueError(f"{type(self).__name__}: unknown relax={relax!r}; choose one of {_RELAX}")
-        self.ni, self.nf, self.tau, self.relax, self.hard = ni, nf, tau, relax, hard
+        if mix not in _MIX: raise ValueError(f"{type(self).__name__}: unknown mix={mix!r}; choose one of {_MIX}")
+        self.ni, self.nf, self.tau, self.relax, self.hard, self.mix = ni, nf, tau, relax, hard, mix
         self.fc1 = nn.Linear(ni, hidden, bias=False)
         self.bn = nn.BatchNorm1d(hidden)
         self.act = nn.ReLU(inplace=True)
@@ -40,8 +43,9 @@ class ChannelGate(nn.Module):
         nn.init.constant_(self.fc2.bias, init_bias)
         self.logits = self.probs = self.gates = self.override = None
         self.binary = False
+        self._use_hard = None   # the network's per-image draw for the next forward (`share_semhash_mix`)
 
-    def extra_repr(self): return f"ni={self.ni}, nf={self.nf}, tau={self.tau:.3g}, relax={self.relax!r}"
+    def extra_repr(self): return f"ni={self.ni}, nf={self.nf}, tau={self.tau:.3g}, relax={self.relax!r}" + (f", mix={self.mix!r}" if self.relax == 'semhash' else '')
 
 # %% ../nbs/04_gates.ipynb #cab6d7a3
 def _pool(x:Tensor, ni:int) -> Tensor:
@@ -50,15 +54,22 @@ def _pool(x:Tensor, ni:int) -> Tensor:
         raise ValueError(f"gate expected the block input with {ni} channels, shape (N, {ni}, H, W) or (N, {ni}); got {tuple(x.shape)}")
     return x
 
+def _take_mix(gate, n:int) -> Tensor|None:
+    "The per-image draw the network left for this forward (used once), or None: the gate draws its own"
+    u, gate._use_hard = gate._use_hard, None
+    if u is None or gate.mix != 'image': return None
+    if u.shape != (n,): raise ValueError(f"{type(gate).__name__}: the shared SemHash draw is for {u.shape[0]} images, the input has {n}")
+    return u
+
 @patch
 def forward(self:ChannelGate, x:Tensor) -> Tensor:
     "Gates (N, nf) for the block input `x` (N, ni, H, W); stochastic in training, `logits > 0` in eval"
     logits = self.fc2(self.act(self.bn(self.fc1(_pool(x, self.ni)))))
     if self.override is not None: g = self.override.to(logits).expand_as(logits)
     elif not self.training: g = hard_gate(logits)
-    elif self.relax == 'semhash': g = improved_semhash(logits, training=True)
+    elif self.relax == 'semhash': g = improved_semhash(logits, training=True, use_hard=_take_mix(self, logits.shape[0]))
     else: g = bin_concrete(logits, tau=self.tau, hard=self.hard)
-    self.logits, self.probs, self.gates = logits, torch.sigmoid(logits.float()), g.detach()
+    self.logits, self.probs, self.gates = logits, open_prob(logits, self.relax), g.detach()
     self.binary = self.override is None and (not self.training or (self.relax == 'bin_concrete' and self.hard))  # g exactly {0, 1}
     return g
 
@@ -84,3 +95,15 @@ def get_gate(gate_layer):
         if gate_layer.lower() in GATES: return GATES[gate_layer.lower()]
         raise ValueError(f"unknown gate_layer {gate_layer!r}; choose one of {sorted(GATES)} or pass a module class")
     raise TypeError(f"gate_layer must be None, a string or a callable, got {type(gate_layer).__name__}")
+
+# %% ../nbs/04_gates.ipynb #10d125c7
+def share_semhash_mix(gates:list,   # the gate modules of one network, e.g. `model.gate_modules()`
+                      n:int,        # images in the coming forward
+                      device=None,  # where to draw the mask
+                     ) -> Tensor|None:
+    "Draw Improved SemHash's binary-or-continuous choice once per image for all the training SemHash gates with `mix='image'`"
+    gs = [g for g in gates if g.training and getattr(g, 'relax', None) == 'semhash' and getattr(g, 'mix', None) == 'image']
+    if not gs: return None
+    use_hard = torch.rand(n, device=device) < 0.5
+    for g in gs: g._use_hard = use_hard
+    return use_hard

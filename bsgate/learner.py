@@ -16,17 +16,18 @@ from .models.resnet import cifar_resnet, imagenet_resnet, from_torchvision
 from .models.pspnet import PSPNet, pspnet_loss
 from .models.gaternet import GaterNet
 from .macs import gate_mac_weights
-from .callbacks import gate_callbacks, gate_metrics, gate_splitter, Phases
+from .callbacks import gate_callbacks, gate_metrics, gate_splitter, Phases, GateL1Penalty, TrainTermMetric, unwrap
 from .gates import get_gate
 from fastai.learner import Learner, Metric
+from fastai.callback.core import Callback
 from fastai.metrics import accuracy
 from fastai.optimizer import OptimWrapper
 from fastai.callback.schedule import ParamScheduler, SchedNo, SchedCos
 
 # %% auto #0
-__all__ = ['GAMMA_SEG', 'PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func', 'WarmUp',
-           'lr_schedule', 'load_weights', 'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'gated_learner',
-           'cifar_learner', 'imagenet_learner', 'segmentation_learner']
+__all__ = ['GATERNET', 'GAMMA_SEG', 'PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func',
+           'WarmUp', 'lr_schedule', 'load_weights', 'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'GroupWD',
+           'gated_learner', 'cifar_learner', 'imagenet_learner', 'segmentation_learner']
 
 # %% ../nbs/10_learner.ipynb #e3f2c2cc
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ class Preset:
     budget: str = 'layer'          # with `mac_target`: 'layer' (every gate layer held to one open fraction), 'mac' or 'open'
     gate_bias: float = 3.          # initial bias of every gate logit: σ(3) = 0.95 open (our choice, `bench/calibration.py bias`)
     bn_recal: int = 100            # after training, re-estimate BatchNorm statistics under the inference gates on this many batches (0: off)
+    shortcut: str = 'A'            # CIFAR ResNets and GaterNet: 'A' (He et al.'s zero-padding) or 'B' (1×1 conv + BN, GaterNet's code)
+    gate_l1: float = 0.            # GaterNet's sparsity term λ·‖G(x)‖₁/c on the applied gates (`GateL1Penalty`); 0: off
+    gater_wd: float|None = None    # GaterNet: weight decay of the gater network (None: the backbone's `wd`, our choice)
     init: str|None = None          # start from these weights (a run folder or .pth; gates may be missing): gating a trained dense network
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
     @classmethod
@@ -74,6 +78,9 @@ class Preset:
 
 # %% ../nbs/10_learner.ipynb #29344691
 def _cifar(depth, **kw): return Preset(f'cifar10_r{depth}', depth=depth, **kw)
+# GaterNet (Chen et al., CVPR 2019) as its paper and code describe it; every unknown is our choice (see "GaterNet's recipe")
+GATERNET = dict(arch='gaternet', gate_layer='semhash', gate_at=(2,), shortcut='B', gate_bias=0., gamma=0., lam=0.,
+                gate_l1=0.1, bn_recal=0)
 GAMMA_SEG = 0.08   # γ for the segmentation presets: the CIFAR ResNets' batch-shaping/task gradient ratio (see above)
 PRESETS = {p.name: p for p in [
     _cifar(20), _cifar(32), _cifar(56), _cifar(110),
@@ -82,7 +89,8 @@ PRESETS = {p.name: p for p in [
     Preset('cifar10_r56_dense', depth=56, gate_layer=None, gamma=0., lam=0.),
     Preset('cifar10_r56_l0only', depth=56, gamma=0.),
     Preset('cifar10_r56_block', depth=56, gate_layer='block'),
-    Preset('cifar10_gaternet_r20', arch='gaternet', depth=20),
+    *[Preset(f'cifar10_gaternet_r{d}', **GATERNET, depth=d) for d in (20, 56)],   # GaterNet's own training (see below)
+    Preset('cifar10_gaternet_r20_hybrid', arch='gaternet', depth=20, gate_layer='semhash', gate_bias=2.),  # hybrid: GaterNet + BaS/L0
     Preset('imagenet_r18', dataset='imagenet', arch='resnet', depth=18, num_classes=1000, epochs=90, bs=256, wd=1e-4,
            lr_steps=(1/3, 2/3, 8/9), size=224, lam=0.5),
     Preset('imagenet_r34', dataset='imagenet', arch='resnet', depth=34, num_classes=1000, epochs=90, bs=256, wd=1e-4,
@@ -114,7 +122,7 @@ def build_model(p:Preset) -> nn.Module:
     "The network of preset `p` (architectures are looked up in an explicit table, never by name in globals)"
     gl = partial(get_gate(p.gate_layer), init_bias=p.gate_bias) if isinstance(p.gate_layer, str) else p.gate_layer
     gate = dict(gate_layer=gl, gate_at=p.gate_at)
-    if p.arch == 'cifar_resnet': return cifar_resnet(p.depth, num_classes=p.num_classes, **gate)
+    if p.arch == 'cifar_resnet': return cifar_resnet(p.depth, num_classes=p.num_classes, shortcut=p.shortcut, **gate)
     if p.arch == 'resnet':
         if p.pretrained:   # the weights' classifier, replaced by a new one when the preset has other classes
             m = from_torchvision(p.depth, p.pretrained, **gate)
@@ -123,7 +131,11 @@ def build_model(p:Preset) -> nn.Module:
         return imagenet_resnet(p.depth, num_classes=p.num_classes, **gate)
     if p.arch == 'pspnet': return PSPNet(p.num_classes, p.depth, pretrained=p.pretrained, **gate)
     if p.arch == 'gaternet':
-        return GaterNet(p.depth, num_classes=p.num_classes, **({'gate_at': p.gate_at} if p.gate_at else {}))
+        relax = {'semhash': 'semhash', 'channel': 'bin_concrete', 'bc': 'bin_concrete'}.get(p.gate_layer)
+        if relax is None: raise ValueError(f"preset {p.name!r}: a GaterNet's gate_layer must be 'semhash' (Improved SemHash) or "
+                                           f"'channel' (Binary Concrete), got {p.gate_layer!r}")
+        return GaterNet(p.depth, num_classes=p.num_classes, relax=relax, shortcut=p.shortcut, init_bias=p.gate_bias,
+                        **({'gate_at': p.gate_at} if p.gate_at else {}))
     raise ValueError(f"unknown arch {p.arch!r}; use cifar_resnet, resnet, pspnet or gaternet")
 
 # %% ../nbs/10_learner.ipynb #24710f8c
@@ -205,9 +217,28 @@ class PixelAccuracy(ConfusionMetric):
     @property
     def name(self): return 'pixel_acc'
 
+# %% ../nbs/10_learner.ipynb #89bcb0bf
+class GroupWD(Callback):
+    "Give the optimizer's parameter group `group` its own weight decay `wd` (set at the start of every fit)"
+    order = 0
+    def __init__(self, group:int, wd:float):
+        if not (isinstance(wd, (int, float)) and wd >= 0): raise ValueError(f"GroupWD: wd must be a number >= 0, got {wd!r}")
+        store_attr()
+    def before_fit(self):
+        if self.opt is None: return   # `Learner.validate` runs `before_fit` without an optimizer
+        n = len(self.opt.param_lists)
+        if not 0 <= self.group < n: raise ValueError(f"GroupWD: the optimizer has {n} parameter groups, no group {self.group}")
+        torch_opt = getattr(self.opt, 'opt', None)
+        if isinstance(torch_opt, torch.optim.Optimizer): torch_opt.param_groups[self.group]['weight_decay'] = self.wd
+        else: self.opt.hypers[self.group]['wd'] = self.wd
+
 # %% ../nbs/10_learner.ipynb #f868b27b
 def _preset_splitter(model:nn.Module) -> list:
-    "[everything but the gates, the gates]: the presets' two groups, so the optimizer states in earlier runs' checkpoints resume"
+    "[everything but the gates, the gates]: the presets' two groups (a GaterNet's gater network is its second group)"
+    m = unwrap(model)
+    if isinstance(m, GaterNet):
+        gp = {id(q) for q in m.gater.parameters()}
+        return [[q for q in m.parameters() if id(q) not in gp], list(m.gater.parameters())]
     return gate_splitter(model, head=False)
 
 def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=None, **kwargs) -> Learner:
@@ -217,8 +248,11 @@ def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=N
     if gated and p.mac_target is not None:
         side = p.size if isinstance(p.size, int) else p.size[0]
         gm = gate_mac_weights(model, (3, side, side))   # the budget at the training resolution
-    cbs = [lr_schedule(p)] + (gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end, macs=gm, target=p.mac_target, budget=p.budget, reduction=p.bs_reduction) if gated else []) + list(cbs or [])
-    metrics = list(metrics) + (gate_metrics() if gated else [])
+    own = gate_callbacks(p.gamma, p.lam, p.warmup, p.ramp_end, macs=gm, target=p.mac_target, budget=p.budget, reduction=p.bs_reduction) if gated else []
+    if gated and p.gate_l1: own.append(GateL1Penalty(p.gate_l1))
+    if p.arch == 'gaternet' and p.gater_wd is not None: own.append(GroupWD(1, p.gater_wd))
+    cbs = [lr_schedule(p)] + own + list(cbs or [])
+    metrics = list(metrics) + (gate_metrics() if gated else []) + ([TrainTermMetric('gate_l1_penalty', 'l1')] if gated and p.gate_l1 else [])
     return Learner(dls, model, loss_func=loss_func, opt_func=opt_func(p), splitter=_preset_splitter, lr=p.lr, wd=p.wd,
                    metrics=metrics, cbs=cbs, **kwargs)
 

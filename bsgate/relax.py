@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 
 # %% auto #0
-__all__ = ['logistic_noise', 'straight_through', 'bin_concrete', 'hard_gate', 'saturated_sigmoid', 'improved_semhash',
-           'bin_concrete_cdf', 'bin_concrete_pdf']
+__all__ = ['RELAXATIONS', 'logistic_noise', 'straight_through', 'bin_concrete', 'hard_gate', 'saturated_sigmoid',
+           'improved_semhash', 'open_prob', 'bin_concrete_cdf', 'bin_concrete_pdf']
 
 # %% ../nbs/01_relax.ipynb #5b563395
 def logistic_noise(shape, device=None, dtype=torch.float32, generator=None) -> Tensor:
@@ -72,6 +72,18 @@ def improved_semhash(logits:Tensor,          # (N, ...) gate pre-activations, ba
     if use_hard is None: use_hard = torch.rand(x.shape[0], device=x.device) < 0.5
     mask = use_hard.view(-1, *([1] * (x.dim() - 1)))
     return torch.where(mask, hard, soft).to(logits.dtype)
+
+# %% ../nbs/01_relax.ipynb #c8de80e9
+RELAXATIONS = ('bin_concrete', 'semhash')
+
+def open_prob(logits:Tensor,             # gate pre-activations logα, any shape
+              relax:str='bin_concrete',  # the training relaxation: 'bin_concrete' or 'semhash'
+             ) -> Tensor:                # same shape, float32 (float64 stays float64)
+    "P(the binary training gate is open): σ(logα) for Binary Concrete, Φ(logα) for Improved SemHash (N(0, 1) noise)"
+    x = _at_least_fp32(logits)
+    if relax == 'bin_concrete': return torch.sigmoid(x)
+    if relax == 'semhash': return torch.special.ndtr(x)
+    raise ValueError(f"open_prob: unknown relax={relax!r}; choose one of {RELAXATIONS}")
 
 # %% ../nbs/01_relax.ipynb #7edb1557
 def bin_concrete_cdf(t:Tensor, logits:Tensor, tau:float=2/3) -> Tensor:

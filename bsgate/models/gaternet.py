@@ -8,7 +8,7 @@ from functools import partial
 import torch
 from fastcore.basics import patch
 from torch import nn, Tensor
-from ..relax import bin_concrete, hard_gate, improved_semhash
+from ..relax import bin_concrete, hard_gate, improved_semhash, open_prob
 from .resnet import cifar_resnet, GatedResNet
 
 # %% auto #0
@@ -67,7 +67,7 @@ def forward(self:ExternalGate, x:Tensor) -> Tensor:
     elif not self.training: g = hard_gate(logits)
     elif self.relax == 'semhash': g = improved_semhash(logits, training=True, use_hard=use_hard)
     else: g = bin_concrete(logits, tau=self.tau, hard=self.hard)
-    self.logits, self.probs, self.gates = logits, torch.sigmoid(logits.float()), g.detach()
+    self.logits, self.probs, self.gates = logits, open_prob(logits, self.relax), g.detach()
     return g
 
 # %% ../../nbs/06c_models.gaternet.ipynb #d0762941

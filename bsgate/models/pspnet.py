@@ -8,6 +8,7 @@ import torch
 from torch import nn, Tensor
 import torch.nn.functional as F
 from .resnet import GatedResNet, imagenet_resnet, from_torchvision
+from ..gates import share_semhash_mix
 
 # %% auto #0
 __all__ = ['PyramidPooling', 'PSPNet', 'pspnet_loss']
@@ -115,6 +116,7 @@ class PSPNet(nn.Module):
 
     def _features(self, x:Tensor) -> tuple:
         b = self.backbone
+        if self.training: share_semhash_mix(b.gate_modules(), x.shape[0], x.device)   # SemHash gates: one draw per image
         x = b.layer1(b.maxpool(b.relu(b.bn1(b.conv1(x)))))
         c3 = b.layer3(b.layer2(x))
         return c3, b.layer4(c3)

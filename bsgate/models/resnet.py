@@ -10,6 +10,7 @@ import torch
 from torch import nn, Tensor
 from fastcore.basics import patch
 from ..blocks import ResBlock, conv1x1, conv3x3
+from ..gates import share_semhash_mix
 
 # %% auto #0
 __all__ = ['IMAGENET_CONFIGS', 'CIFAR_DEPTHS', 'PadShortcut', 'GatedResNet', 'imagenet_resnet', 'resnet18', 'resnet34',
@@ -133,6 +134,7 @@ def min_size(self:GatedResNet) -> int:
 def forward_features(self:GatedResNet, x:Tensor) -> Tensor:
     "Stem and stages: the last stage's feature map (N, num_features, H/32, W/32 for ImageNet)"
     self._check_input(x)
+    if self.training: share_semhash_mix(self.gate_modules(), x.shape[0], x.device)   # SemHash gates: one draw per image
     x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
     for s in self.stages: x = s(x)
     return x
