@@ -14,13 +14,14 @@ from .blocks import ResBlock
 from .models.resnet import GatedResNet
 
 # %% auto #0
-__all__ = ['CL', 'STRATEGIES', 'CALL_MACS', 'CALL_SHARE', 'fold_bn', 'FoldedConv', 'FoldedGate', 'FastBlock', 'FoldedStem',
-           'convert', 'export_gated']
+__all__ = ['CL', 'STRATEGIES', 'CALL_MACS', 'CALL_SHARE', 'GROUP_MIN_MACS', 'fold_bn', 'FoldedConv', 'FoldedGate', 'FastBlock',
+           'FoldedStem', 'convert', 'export_gated']
 
 # %% ../nbs/12_inference.ipynb #a302b074
 CL = torch.channels_last
 STRATEGIES = ('auto', 'group', 'union')
 CALL_MACS, CALL_SHARE = 7_000_000, 0.45  # one sliced call of a block costs CALL_MACS + CALL_SHARE × its dense MACs (`'auto'`)
+GROUP_MIN_MACS = 20_000_000  # `'auto'`: blocks cheaper than this per image (CIFAR's) always take the union
 
 def fold_bn(conv:nn.Conv2d, bn:nn.BatchNorm2d|None=None) -> tuple:
     "Weight and bias of `bn(conv(x))` as one convolution, with `bn`'s running statistics (eval mode)"
@@ -277,10 +278,11 @@ def _batch(self:FastBlock, x:Tensor, bucket:int) -> Tensor:
     union = [None if m is None else m.any(0) for m in need]
     strategy = self.strategy
     if strategy == 'auto':  # union, unless groups are cheaper even before counting them
-        call = CALL_MACS + CALL_SHARE * self._macs([None] * self.k, hw)[0]
+        full = self._macs([None] * self.k, hw)[0]
+        call = CALL_MACS + CALL_SHARE * full
         per_image = sum(self._macs([None if m is None else m.sum(1).tolist() for m in need], hw))
         in_union = n * self._macs([None if u is None else [int(u.sum())] for u in union], hw)[0]
-        strategy = 'union' if per_image + call >= in_union else None
+        strategy = 'union' if full < GROUP_MIN_MACS or per_image + call >= in_union else None
     if strategy != 'union':
         pats, inv = torch.unique(pat, dim=0, return_inverse=True)
         if strategy is None: strategy = 'group' if per_image + len(pats) * call < in_union else 'union'
