@@ -79,7 +79,7 @@ RELAXATIONS = ('bin_concrete', 'semhash')
 def open_prob(logits:Tensor,             # gate pre-activations logα, any shape
               relax:str='bin_concrete',  # the training relaxation: 'bin_concrete' or 'semhash'
              ) -> Tensor:                # same shape, float32 (float64 stays float64)
-    "P(the binary training gate is open): σ(logα) for Binary Concrete, Φ(logα) for Improved SemHash (N(0, 1) noise)"
+    "Probability that the binary training gate is open: σ(logα) for Binary Concrete, Φ(logα) for Improved SemHash"
     x = _at_least_fp32(logits)
     if relax == 'bin_concrete': return torch.sigmoid(x)
     if relax == 'semhash': return torch.special.ndtr(x)
