@@ -55,6 +55,7 @@ RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20'
     'gaternet_r20': ('cifar10_gaternet_r20', dict(COMMON, epochs=E), None, False),
     'gaternet_r56': ('cifar10_gaternet_r56', dict(COMMON, epochs=E), None, False),
     'gaternet_r20_8': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8), None, False),   # against r20_dense8
+    'gaternet_r20_8_nol1': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8, gate_l1=0.), None, False),  # control: λ = 0
 }
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)
