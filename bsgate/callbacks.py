@@ -172,10 +172,9 @@ class L0Penalty(_TrainTerm):
             self.open_target = open_target(self._gm, self.target)
     def term(self, logits:list) -> Tensor:
         "The term λ multiplies, from one batch's gate logits (one (N, C) tensor per gate layer, in the collector's order)"
-        relax = getattr(self, '_relax', None) or 'bin_concrete'
-        if self.target is None: return l0_loss(logits, self._w, relax=relax)
+        if self.target is None: return l0_loss(logits, self._w, relax=self._relax)
         if self._gm.weights[0].device != logits[0].device: self._gm.weights = [w.to(logits[0].device) for w in self._gm.weights]
-        probs = [open_prob(l, r) for l, r in zip(logits, [relax] * len(logits) if isinstance(relax, str) else relax)]
+        probs = [open_prob(l, r) for l, r in zip(logits, self._relax)]
         self.mac_frac = self._gm.expected(probs)
         if self.budget == 'mac': return (self.mac_frac - self.target).clamp(min=0)
         if self.budget == 'layer': return sum(p.shape[1] * (p.mean() - self.open_target).clamp(min=0) for p in probs)
