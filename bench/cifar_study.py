@@ -56,15 +56,16 @@ RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20'
     'gaternet_r56': ('cifar10_gaternet_r56', dict(COMMON, epochs=E), None, False),
     'gaternet_r20_8': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8), None, False),   # against r20_dense8
     'gaternet_r20_8_nol1': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8, gate_l1=0.), None, False),  # control: λ = 0
+    'r20b_dense8': ('cifar10_r20_dense', dict(COMMON, epochs=8, lr_warmup=1 / 8, shortcut='B'), None, False),  # control: GaterNet's option-B shortcuts, no gater
 }
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)
     RUNS[f'r32_bas{e}'] = ('cifar10_r32', dict(COMMON, epochs=e, lr_warmup=1 / e, **GATED), None, True)
 
-def dense_of(depth:int) -> int:
+def dense_of(depth:int, shortcut:str='A') -> int:
     from bsgate.models.resnet import cifar_resnet
     from bsgate.macs import dense_macs
-    return dense_macs(cifar_resnet(depth, gate_layer=None), (3, 32, 32))
+    return dense_macs(cifar_resnet(depth, gate_layer=None, shortcut=shortcut), (3, 32, 32))
 
 def folder(name:str) -> Path: return RES / 'runs' / f'study2_{name}'
 
@@ -151,7 +152,7 @@ def report() -> str:
         f = RES / f'study2_{name}.json'
         if not f.exists(): continue
         d = json.loads(f.read_text()); m = d['metrics']; g = m.get('gates') or {}
-        macs = m.get('macs') or dense_of(int(d['preset'].split('_r')[1].split('_')[0]))
+        macs = m.get('macs') or dense_of(int(d['preset'].split('_r')[1].split('_')[0]), d['overrides'].get('shortcut', 'A'))
         before = (m.get('bn_recal') or {}).get('before') or {}
         a = analyse(name) if g else {}
         corr = (a.get('correlations') or {}).get('loss', {}).get('spearman')
@@ -197,7 +198,7 @@ def publish(names:list):
         m, c = json.loads((d / 'metrics.json').read_text()), json.loads((d / 'config.json').read_text())
         size = (d / 'model.pth').stat().st_size / 2**20
         rows.append(f"| `cifar10/{d.name}` | {c['name']} ({'dense' if c['gate_layer'] is None else 'gated'}) | "
-                    f"{c.get('init') or '—'} | {c['epochs']} | {m['accuracy']*100:.2f}% | {(m.get('macs') or dense_of(c['depth']))/1e6:.2f} M | "
+                    f"{c.get('init') or '—'} | {c['epochs']} | {m['accuracy']*100:.2f}% | {(m.get('macs') or dense_of(c['depth'], c.get('shortcut', 'A')))/1e6:.2f} M | "
                     f"{m.get('mac_frac', 1.):.3f} | {size:.1f} MB |")
     table = ("| run | preset | started from | epochs | val. accuracy | MACs/image | of own dense | model.pth |\n"
              "|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
