@@ -4,10 +4,14 @@ Parts, run in this order; each is timed, its failure recorded without stopping t
 to `--budget-s` (a part that would not fit is recorded as skipped):
 
   env        GPU name, memory, capability; torch, CUDA, cuDNN, Python, fastai, fastcore; bsgate's commit if known
-  features   on the device: the fused BN→ReLU→gate node against the unfused block (outputs, gradients, BN buffers);
-             the device CIFAR pipeline against the host one (validation batches); a fastai fit with AMP fp16 and its
-             GradScaler; `bsgate_train`'s train() with bf16 + channels_last; torch.compile of a gated ResNet (eval
-             outputs equal eager, a training step runs)
+  travel     what the device call carries (bench/gpu_prepare.py's measurement, nothing deleted): the working tree in full
+             and slim form (without the checkpoints the check does not read, `READS`) plus .whl/ and .gpudata/, against
+             the 64 MiB limit; skipped where there is no git repository (the device's copy)
+  features   on the device, TF32 off, relative tolerances: the fused BN→ReLU→gate node against the unfused block
+             (outputs, gradients, BN buffers); the device CIFAR pipeline against the host one (validation batches); a
+             fastai fit with AMP fp16 and its GradScaler (its scale read during the fit: fastai drops the scaler after
+             it); `bsgate_train`'s train() with bf16 + channels_last; torch.compile of a gated ResNet (eval outputs equal
+             eager, a training step runs)
   cifar      CIFAR-10, all 50,000 training images (45,000 + the fixed 5,000 hold-out), the calibrated recipe of
              bench/cifar_study.py: dense ResNet-20 and gated ResNet-32/56 held to 0.95 × ResNet-20's MACs, each for a
              fixed wall-clock budget (`--cifar-s`): a few timed batches give the epoch time, the run gets as many
@@ -21,7 +25,10 @@ to `--budget-s` (a part that would not fit is recorded as skipped):
              `cityscapes_pspnet_r50` (713 px crops) on synthetic batches, bf16: images/s and peak memory
   pipeline   bench/data_pipeline.py on the device: images/s of the data path alone and of a full step, both pipelines
 
-OUT gets summary.json, summary.md, and runs/ (the CIFAR run folders). `--dry-run` runs every part at toy sizes on
+Timed parts start with cuDNN's benchmark on and deterministic off (train() and fastai's `set_seed(reproducible=True)`
+turn benchmark off globally); the flags each part ran with are in summary.json's `parts`.
+
+OUT gets summary.json, summary.md (both rewritten after every part), and runs/ (the CIFAR run folders). `--dry-run` runs every part at toy sizes on
 the CPU, on a fake CIFAR folder, in well under a minute (tests/test_gpu_check.py runs it in CI).
 
     python bench/gpu_check.py --out /tmp/gpu_check --data .gpudata/cifar10/train.tar.gz   # on the GPU (gpu_check.sh)
@@ -38,7 +45,15 @@ import torch.nn.functional as F
 BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
-PARTS = ('env', 'features', 'ratio', 'presets', 'inference', 'pipeline', 'cifar', 'ratio_compiled')
+PARTS = ('env', 'travel', 'emulated', 'features', 'ratio', 'presets', 'inference', 'pipeline', 'cifar', 'ratio_compiled')
+TIMED = ('ratio', 'presets', 'inference', 'pipeline', 'cifar', 'ratio_compiled')   # cuDNN benchmark on, deterministic off
+# The tracked data the check reads besides the code: the ONE list (bench/gpu_prepare.py --slim keeps these and leaves every
+# other checkpoints/*/* run folder and bench/partial/ out of the device call). A part that reads another checkpoint adds it here.
+R32_BAS = 'checkpoints/cifar10/r32_bas'   # the `inference` part
+READS = (R32_BAS,)
+FUSED_RTOL, COMPILE_RTOL, PIPELINE_RTOL = 1e-4, 1e-3, 1e-5
+
+class Skip(Exception): "A part that does not apply here (recorded as skipped, not as an error)"
 
 # ---------------------------------------------------------------------------------------------------- helpers
 class Clock:
@@ -75,7 +90,38 @@ def peak_mb(dev) -> float|None:
 def reset_peak(dev):
     if torch.device(dev).type == 'cuda': torch.cuda.reset_peak_memory_stats()
 
-def maxdiff(a, b) -> float: return float((a.detach().float() - b.detach().float()).abs().max())
+def close(a, b, rtol:float) -> dict:
+    "`a` against the reference `b`, relative: every |a - b| <= rtol·max|b| + rtol·|b| (`torch.testing.assert_close` with atol = rtol·max|b|)"
+    a, b = a.detach().double(), b.detach().double()
+    d, scale = (a - b).abs(), float(b.abs().max()) if b.numel() else 0.
+    ok = bool(torch.isfinite(a).all() and torch.isfinite(b).all() and (d <= rtol * scale + rtol * b.abs()).all())
+    mx = float(d.max()) if d.numel() else 0.
+    return dict(max_abs=mx, scale=scale, max_rel=mx / scale if scale > 0 else (0. if mx == 0 else float('inf')), ok=ok)
+
+def worst(cmps:dict) -> dict:
+    "The worst (largest max_rel) of named `close` results, with its name; ok only if all are"
+    if not cmps: return dict(max_rel=0., ok=True, n=0)
+    k = max(cmps, key=lambda k: cmps[k]['max_rel'])
+    return dict(cmps[k], worst=k, ok=all(c['ok'] for c in cmps.values()), n=len(cmps))
+
+def tf32_state() -> dict:
+    return dict(matmul=bool(torch.backends.cuda.matmul.allow_tf32), cudnn=bool(torch.backends.cudnn.allow_tf32))
+
+@contextlib.contextmanager
+def no_tf32():
+    "TF32 off for cuBLAS and cuDNN while kernels are compared (fp32 must mean fp32); the previous settings restored after"
+    before = tf32_state()
+    torch.backends.cuda.matmul.allow_tf32 = False; torch.backends.cudnn.allow_tf32 = False
+    try: yield tf32_state()
+    finally: torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before['matmul'], before['cudnn']
+
+def cudnn_state() -> dict:
+    return dict(benchmark=bool(torch.backends.cudnn.benchmark), deterministic=bool(torch.backends.cudnn.deterministic), tf32=tf32_state())
+
+def timing_mode() -> dict:
+    "cuDNN as a timing wants it: benchmark on, deterministic off (fastai's `set_seed(reproducible=True)`, which train() calls, turns them the other way)"
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = True, False
+    return cudnn_state()
 
 def log(*a): print(*a, flush=True)
 
@@ -104,55 +150,112 @@ def part_env(a, dev) -> dict:
     if not res['commit'] and f.is_file(): res['commit'] = f.read_text().strip()
     return res
 
+# ---------------------------------------------------------------------------------------------------- travel
+def part_travel(a) -> dict:
+    "What the device call carries, full and slim (bench/gpu_prepare.py's measurement, `--check-only`: nothing made or deleted)"
+    import gpu_prepare
+    if not (ROOT / '.git').exists() or not shutil.which('git'): raise Skip('no git repository (the device gets the working tree without .git)')
+    m = gpu_prepare.measure(ROOT, keep=READS, estimate=True)   # the limit: gpu_prepare.LIMIT_MIB (64 MiB)
+    mib = lambda b: round(b / 2**20, 2)
+    res = dict(limit_mib=gpu_prepare.LIMIT_MIB, full_mib=mib(m['full']), slim_mib=mib(m['slim']), now_mib=mib(m['now']),
+               tracked_mib=mib(m['tracked']), untracked_mib=mib(m['untracked']), slim_leaves_out_mib=mib(m['dropped']),
+               slim_leaves_out_runs=len(m['dropped_runs']), carry={k: dict(v, mib=mib(v['bytes'])) for k, v in m['carry'].items()},
+               keep=list(READS), ok=m['slim'] < m['limit'])
+    log(f"  travel: full {res['full_mib']} MiB, slim {res['slim_mib']} MiB (limit {gpu_prepare.LIMIT_MIB} MiB; "
+        + ', '.join(f"{k} {v['mib']} MiB{' estimated' if v['estimated'] else ''}" for k, v in res['carry'].items()) + ')')
+    return res
+
+# ---------------------------------------------------------------------------------------------------- emulated
+def part_emulated(a, dev) -> dict:
+    "Without a GPU: bsgate's device paths on an emulated CUDA device (tests/test_device.py, as CI runs them)"
+    if dev.type == 'cuda': raise Skip('a real GPU: the other parts run these paths for real')
+    if not (ROOT / 'tests' / 'test_device.py').is_file(): raise Skip('tests/test_device.py is not in this checkout')
+    import subprocess
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-p', 'no:cacheprovider', str(ROOT / 'tests' / 'test_device.py')],
+                       capture_output=True, text=True, cwd=ROOT, timeout=600)
+    tail = [l for l in r.stdout.splitlines() if l.strip()][-1:] or ['']
+    log(f"  emulated CUDA (tests/test_device.py): {tail[0]}")
+    return dict(ok=r.returncode == 0, returncode=r.returncode, result=tail[0], output=r.stdout[-3000:] if r.returncode else '')
+
 # ---------------------------------------------------------------------------------------------------- features
 def part_features(a, dev, data) -> dict:
     from bsgate.blocks import ResBlock, can_fuse, conv1x1
     from bsgate.gates import ChannelGate
     from bsgate.models.resnet import cifar_resnet
     res = {}
-    # 1. fused BN → ReLU → gate against the unfused block, on the device, fp32
-    diffs = {}
-    for exp in (1, 4):
-        torch.manual_seed(0)
-        ds = None if exp == 1 else nn.Sequential(conv1x1(32, 128), nn.BatchNorm2d(128))
-        b1 = ResBlock(32, 32, expansion=exp, downsample=ds, gate_layer='channel').to(dev).train()
-        b2 = copy.deepcopy(b1); b1.fused = False
-        x = torch.randn(16, 32, 16, 16, device=dev)
-        outs = []
-        for b in (b1, b2):
-            torch.manual_seed(1)
-            y = b(x); (y * torch.linspace(-1, 1, y.numel(), device=dev).view_as(y)).sum().backward(); outs.append(y)
-        d = dict(out=maxdiff(outs[0], outs[1]),
-                 grad=max(maxdiff(p1.grad, p2.grad) for p1, p2 in zip(b1.parameters(), b2.parameters())),
-                 buffers=max(maxdiff(t1, t2) for t1, t2 in zip(b1.buffers(), b2.buffers())))
-        diffs['basic' if exp == 1 else 'bottleneck'] = d
-    ok = all(v <= 1e-5 for d in diffs.values() for v in d.values())
-    res['fused_vs_unfused'] = dict(max_abs_diff=diffs, ok=ok, fused_applies=can_fuse(torch.randn(2, 4, 3, 3, device=dev), nn.BatchNorm2d(4).to(dev).train(), torch.ones(2, 4, device=dev)))
-    log(f"  fused vs unfused: {diffs} -> {'ok' if ok else 'DIFFERENT'}")
+    # 1. fused BN → ReLU → gate against the unfused block, on the device, fp32 with TF32 off (the unfused path runs cuDNN's
+    #    BatchNorm and convolutions), each tensor against its own scale: the gradients reach magnitudes of 400–2100
+    cmp = {}
+    with no_tf32() as tf32:
+        for exp in (1, 4):
+            torch.manual_seed(0)
+            ds = None if exp == 1 else nn.Sequential(conv1x1(32, 128), nn.BatchNorm2d(128))
+            b1 = ResBlock(32, 32, expansion=exp, downsample=ds, gate_layer='channel').to(dev).train()
+            b2 = copy.deepcopy(b1); b1.fused = False
+            x = torch.randn(16, 32, 16, 16, device=dev)
+            outs = []
+            for b in (b1, b2):
+                torch.manual_seed(1)
+                y = b(x); (y * torch.linspace(-1, 1, y.numel(), device=dev).view_as(y)).sum().backward(); outs.append(y)
+            sync(dev)
+            # the unfused block (b1) is the reference
+            grads = {n: close(p2.grad, p1.grad, FUSED_RTOL) for (n, p1), (_, p2) in zip(b1.named_parameters(), b2.named_parameters())
+                     if p1.grad is not None or p2.grad is not None}
+            bufs = {n: close(t2, t1, FUSED_RTOL) for (n, t1), (_, t2) in zip(b1.named_buffers(), b2.named_buffers())}
+            cmp['basic' if exp == 1 else 'bottleneck'] = dict(out=close(outs[1], outs[0], FUSED_RTOL), grad=worst(grads), buffers=worst(bufs))
+    ok = all(c['ok'] for d in cmp.values() for c in d.values())
+    res['fused_vs_unfused'] = dict(rtol=FUSED_RTOL, tf32=tf32, compared=cmp, ok=ok,
+                                   max_rel={k: {t: c['max_rel'] for t, c in d.items()} for k, d in cmp.items()},
+                                   max_abs={k: {t: c['max_abs'] for t, c in d.items()} for k, d in cmp.items()},
+                                   fused_applies=can_fuse(torch.randn(2, 4, 3, 3, device=dev), nn.BatchNorm2d(4).to(dev).train(), torch.ones(2, 4, device=dev)))
+    log(f"  fused vs unfused (TF32 off, rtol {FUSED_RTOL}): max rel {res['fused_vs_unfused']['max_rel']}, "
+        f"max abs {res['fused_vs_unfused']['max_abs']} -> {'ok' if ok else 'DIFFERENT'}")
     # 2. the device pipeline against the host one: validation batches (deterministic) equal
     from bsgate.data.cifar import cifar_dls
     from bsgate.data.cifar_gpu import cifar_device_dls
     lim = 256 if a.dry_run else 4096
     h = cifar_dls(data, bs=128, valid_pct=None, seed=42, limit=lim, device=dev)
     d_ = cifar_device_dls(data, bs=128, valid_pct=None, seed=42, limit=lim, device=dev)
-    md = max(maxdiff(xh, xd) for (xh, _), (xd, _) in zip(h.valid, d_.valid))
+    with no_tf32():
+        c = worst({i: close(xd, xh, PIPELINE_RTOL) for i, ((xh, _), (xd, _)) in enumerate(zip(h.valid, d_.valid))})
     xb, _ = d_.one_batch()
-    res['device_pipeline'] = dict(valid_max_abs_diff=md, ok=md <= 1e-5, batch_device=str(xb.device), n_train=len(d_.train.dataset))
-    log(f"  device pipeline: valid max diff {md:.2e}, batches on {xb.device}")
-    # 3. AMP fp16 with its GradScaler through fastai (CUDA only), and bf16
+    res['device_pipeline'] = dict(valid_max_abs_diff=c.get('max_abs', 0.), valid_max_rel=c['max_rel'], rtol=PIPELINE_RTOL, batches=c['n'],
+                                  ok=c['ok'] and c['n'] > 0, batch_device=str(xb.device), n_train=len(d_.train.dataset))
+    log(f"  device pipeline: valid max diff {res['device_pipeline']['valid_max_abs_diff']:.2e} (rel {c['max_rel']:.2e}), batches on {xb.device}")
+    # 3. AMP fp16 with its GradScaler through fastai (CUDA only), and bf16. fastai's MixedPrecision.after_fit sets
+    #    learn.scaler to None: the scale is read during the fit, after every batch (after MixedPrecision's update)
+    from fastai.callback.core import Callback
     from bsgate.learner import cifar_learner
     from bsgate.train import DeviceMixedPrecision, train
+    class ScaleRecorder(Callback):
+        order = DeviceMixedPrecision.order + 1   # its before_fit makes learn.scaler; its after_step updates the scale
+        def before_fit(self): self.scales, self.enabled, self.seen, self.steps = [], None, False, None
+        def after_batch(self):
+            sc = getattr(self.learn, 'scaler', None)
+            if sc is None or not self.training: return
+            self.seen, self.enabled = True, bool(sc.is_enabled())
+            if self.enabled: self.scales.append(float(sc.get_scale()))
+        def after_epoch(self):
+            mp = next((c for c in self.learn.cbs if isinstance(c, DeviceMixedPrecision)), None)
+            if mp is not None and getattr(mp, 'scales', None) is not None: self.steps = len(mp.scales)   # steps not skipped for overflow
     amp = {}
     for mode in ('fp16', 'bf16'):
         if mode == 'fp16' and torch.device(dev).type != 'cuda': amp[mode] = 'skipped: fp16 needs CUDA'; continue
         torch.manual_seed(0)
         learn = cifar_learner(d_, 'cifar10_r20')
-        learn.add_cb(DeviceMixedPrecision(mode))
+        rec = ScaleRecorder()
+        learn.add_cbs([DeviceMixedPrecision(mode), rec])
         with learn.no_bar(), learn.no_logging(): learn.fit(1)
-        sc = getattr(learn, 'scaler', None)
         losses = [float(v) for v in learn.recorder.losses]
-        amp[mode] = dict(final_loss=losses[-1] if losses else None, finite=bool(losses) and all(np.isfinite(losses)),
-                         scaler_scale=float(sc.get_scale()) if sc is not None and sc.is_enabled() else None)
+        sc = rec.scales
+        r = dict(final_loss=losses[-1] if losses else None, finite=bool(losses) and all(np.isfinite(losses)),
+                 scaler_seen=rec.seen, scaler_enabled=rec.enabled, batches=len(losses), steps_taken=rec.steps,
+                 scaler_scale=sc[-1] if sc else None, scale_min=min(sc) if sc else None, scale_max=max(sc) if sc else None)
+        if mode == 'fp16':   # the scaler must be on and its scale finite and positive after every batch
+            r['scale_ok'] = bool(rec.seen and rec.enabled and sc and all(np.isfinite(v) and v > 0 for v in sc))
+        r['ok'] = bool(r['finite'] and rec.seen and r.get('scale_ok', True))
+        amp[mode] = r
+    amp['ok'] = all(v['ok'] for v in amp.values() if isinstance(v, dict))
     res['amp'] = amp
     log(f"  amp: {amp}")
     # 4. bsgate_train's train() with bf16 + channels_last (the device pipeline, the default for CIFAR)
@@ -166,16 +269,18 @@ def part_features(a, dev, data) -> dict:
     # 5. torch.compile of a gated ResNet: eval outputs equal eager; a training step runs
     torch.manual_seed(0)
     model = cifar_resnet(20, gate_layer='channel').to(dev)
-    cm = torch.compile(model, backend='eager' if a.dry_run else 'inductor', dynamic=False)
-    x = torch.randn(32, 3, 32, 32, device=dev)
-    t0 = time.perf_counter()
-    model.eval()
-    with torch.no_grad(): ye, yc = model(x), cm(x)
-    model.train()
-    loss = F.cross_entropy(cm(x), torch.randint(0, 10, (32,), device=dev)); loss.backward()
-    sync(dev)
-    res['compile'] = dict(backend='eager' if a.dry_run else 'inductor', eval_max_abs_diff=maxdiff(ye, yc), train_loss=float(loss),
-                          ok=maxdiff(ye, yc) < 1e-3 and bool(torch.isfinite(loss)), seconds=round(time.perf_counter() - t0, 1))
+    with no_tf32() as tf32:   # inductor reads the TF32 flags when it compiles: compiled and eager both in true fp32
+        cm = torch.compile(model, backend='eager' if a.dry_run else 'inductor', dynamic=False)
+        x = torch.randn(32, 3, 32, 32, device=dev)
+        t0 = time.perf_counter()
+        model.eval()
+        with torch.no_grad(): ye, yc = model(x), cm(x)
+        model.train()
+        loss = F.cross_entropy(cm(x), torch.randint(0, 10, (32,), device=dev)); loss.backward()
+        sync(dev)
+    c = close(yc, ye, COMPILE_RTOL)
+    res['compile'] = dict(backend='eager' if a.dry_run else 'inductor', eval_max_abs_diff=c['max_abs'], eval_max_rel=c['max_rel'], rtol=COMPILE_RTOL,
+                          tf32=tf32, train_loss=float(loss.detach()), ok=c['ok'] and bool(torch.isfinite(loss.detach())), seconds=round(time.perf_counter() - t0, 1))
     torch._dynamo.reset()   # the next compile of these forwards (other sizes) starts afresh, static
     log(f"  compile: {res['compile']}")
     res['ok'] = all(v.get('ok', True) for v in res.values() if isinstance(v, dict) and 'ok' in v)
@@ -216,6 +321,7 @@ def part_cifar(a, dev, data, out:Path, clock:Clock) -> dict:
             if held: kw = dict(kw, mac_target=round(MARGIN * dense_of(20) / dense_of(get_preset(preset).depth), 4))
             p = get_preset(preset, **{**{k: v for k, v in kw.items() if k != 'lr_warmup'}, **({'bs': 16} if a.dry_run else {})})
             pipe = default_pipeline(p)
+            cudnn = timing_mode()   # the previous arm's train() left benchmark off (set_seed(reproducible=True))
             dt, nb, nv = _step_time(p, data, dev, a, pipe)
             epoch_s = dt * (nb + 0.35 * nv)            # validation: 2× batch, forward only
             fixed = 10 if a.dry_run else 25             # data set-up, final validation and BN recalibration
@@ -230,7 +336,7 @@ def part_cifar(a, dev, data, out:Path, clock:Clock) -> dict:
             res[name] = dict(preset=preset, epochs=epochs, ms_per_batch=round(dt * 1e3, 2), train_s=round(time.time() - t1, 1),
                              wall_s=round(time.time() - t0, 1), accuracy=m['accuracy'], mac_frac=m.get('mac_frac'), macs=m.get('macs'),
                              bn_recal_before=(m.get('bn_recal') or {}).get('before', {}).get('accuracy'), pipeline=pipe,
-                             images_per_s=round(p.bs / dt))
+                             images_per_s=round(p.bs / dt), cudnn_timing=cudnn, cudnn_after_train=cudnn_state())
             log(f"  {name}: accuracy {m['accuracy']:.4f}, MAC fraction {m.get('mac_frac')}, {time.time() - t0:.0f} s")
         except Exception as e:
             res[name] = dict(error=f'{type(e).__name__}: {e}', traceback=traceback.format_exc()[-2000:]); log(f"  {name}: FAILED {e}")
@@ -286,7 +392,7 @@ def part_ratio(a, dev, clock:Clock, modes:list, dtypes:list) -> dict:
 def part_inference(a, dev) -> dict:
     from bsgate.inference import convert
     from bsgate.models.resnet import cifar_resnet
-    ck = ROOT / 'checkpoints' / 'cifar10' / 'r32_bas'
+    ck = ROOT / R32_BAS   # listed in READS: bench/gpu_prepare.py --slim keeps it
     from bsgate.train import read_config
     from bsgate.learner import build_model
     p, _ = read_config(ck / 'config.json', 'gpu_check')
@@ -362,12 +468,25 @@ def summary_md(res:dict) -> str:
     out = [f"# bsgate GPU check\n", f"{e.get('gpu', e.get('device'))} ({e.get('gpu_memory_gib', '?')} GiB, capability {e.get('capability', '-')}); "
            f"torch {e.get('torch')}, CUDA {e.get('cuda')}, cuDNN {e.get('cudnn', '-')}, Python {e.get('python')}, fastai {e.get('fastai')}; "
            f"commit {e.get('commit')}; {res['elapsed_s']:.0f} s{' (dry run: toy sizes, CPU)' if res['dry_run'] else ''}.\n",
-           "| part | status | seconds |", "|---|---|---|"]
-    for k, v in res['parts'].items(): out.append(f"| {k} | {v['status']} | {v.get('seconds', 0):.0f} |")
+           "| part | status | seconds | cuDNN benchmark / deterministic, TF32 matmul / cuDNN |", "|---|---|---|---|"]
+    for k, v in res['parts'].items():
+        c = v.get('cudnn') or {}
+        flags = f"{c['benchmark']} / {c['deterministic']}, {c['tf32']['matmul']} / {c['tf32']['cudnn']}" if c else ''
+        out.append(f"| {k} | {v['status']} | {v.get('seconds', 0):.0f} | {flags} |")
+    t = res.get('travel') or {}
+    if t:
+        out += ["\n## What the device call carries (working tree + carried paths)\n",
+                f"- slim (`bench/gpu_prepare.py --slim`: keeps {', '.join(t['keep'])}, leaves out {t['slim_leaves_out_runs']} other run folders "
+                f"and bench/partial/, {t['slim_leaves_out_mib']} MiB): **{t['slim_mib']} MiB** of {t['limit_mib']} MiB",
+                f"- full: {t['full_mib']} MiB (tracked {t['tracked_mib']}, untracked {t['untracked_mib']}, "
+                + ', '.join(f"{k} {v['mib']}{' estimated' if v['estimated'] else ''}" for k, v in t['carry'].items()) + ")"]
     f = res.get('features') or {}
     if f:
-        out += ["\n## Features\n", f"- fused BN→ReLU→gate vs unfused (max abs diff): {f.get('fused_vs_unfused', {}).get('max_abs_diff')}",
-                f"- device pipeline vs host, validation batches: {f.get('device_pipeline')}", f"- AMP: {f.get('amp')}",
+        fu, amp = f.get('fused_vs_unfused', {}), f.get('amp', {})
+        out += ["\n## Features\n", f"- fused BN→ReLU→gate vs unfused, TF32 off, rtol {fu.get('rtol')} (max relative error per tensor kind): "
+                f"{fu.get('max_rel')}; max abs {fu.get('max_abs')}; ok {fu.get('ok')}",
+                f"- device pipeline vs host, validation batches: {f.get('device_pipeline')}",
+                *[f"- AMP {k}: {v}" for k, v in amp.items() if k != 'ok'],
                 f"- train() bf16 + channels_last: {f.get('train_bf16_channels_last')}", f"- torch.compile: {f.get('compile')}"]
     c = res.get('cifar') or {}
     if c:
@@ -394,6 +513,14 @@ def summary_md(res:dict) -> str:
     d = res.get('pipeline') or {}
     if d: out += ["\n## Data pipeline\n", f"```\n{json.dumps(d, indent=1)[:1500]}\n```"]
     return '\n'.join(out) + '\n'
+
+def write_summary(res:dict, out:Path) -> str:
+    "summary.json and summary.md, each written whole to a temporary file and renamed (a kill mid-write leaves the previous one)"
+    try: md = summary_md(res)
+    except Exception as e: md = f"# bsgate GPU check\n\nsummary.md failed ({type(e).__name__}: {e}); parts: {json.dumps(res.get('parts'), default=str)}\n"
+    for name, text in (('summary.json', json.dumps(res, indent=1, default=str)), ('summary.md', md)):
+        tmp = out / f'.{name}.tmp'; tmp.write_text(text); os.replace(tmp, out / name)
+    return md
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split('\n')[0], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -426,38 +553,43 @@ def main(argv=None):
     clock = Clock(a.budget_s)
     res = dict(dry_run=a.dry_run, args=vars(a), parts={}, when=time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime()))
     want = [p for p in a.parts.split(',') if p]
-    calls = {'env': lambda: part_env(a, dev), 'features': lambda: part_features(a, dev, data),
+    calls = {'env': lambda: part_env(a, dev), 'travel': lambda: part_travel(a), 'emulated': lambda: part_emulated(a, dev), 'features': lambda: part_features(a, dev, data),
              'cifar': lambda: part_cifar(a, dev, data, out, clock),
              'ratio': lambda: part_ratio(a, dev, clock, ['eager'], [d for d in a.ratio_dtypes.split(',') if d]),
              'ratio_compiled': lambda: part_ratio(a, dev, clock, ['compiled'], [d for d in a.compile_dtypes.split(',') if d]),
              'inference': lambda: part_inference(a, dev), 'presets': lambda: part_presets(a, dev, clock),
              'pipeline': lambda: part_pipeline(a, dev, data, out)}
-    need = {'env': 1, 'features': 60, 'cifar': 60, 'ratio': 20, 'inference': 15, 'presets': 40, 'pipeline': 30, 'ratio_compiled': 60}
-    for name in PARTS:
-        if name not in want: continue
-        if not a.dry_run and not clock.fits(need[name]):
-            res['parts'][name] = dict(status=f'skipped (time: {clock.left():.0f} s left)'); continue
-        log(f"== {name} ({clock.elapsed():.0f} s in)")
-        t0 = time.time()
-        try:
-            res[name] = calls[name]()
-            bad = name == 'features' and not res[name].get('ok', True)
-            errs = sorted(k for k, v in (res[name].get('cases', res[name]) if isinstance(res[name], dict) else {}).items()
-                          if isinstance(v, dict) and 'error' in v)
-            res['parts'][name] = dict(status='CHECK FAILED' if bad else f"errors in {', '.join(errs)}" if errs else 'ok', seconds=time.time() - t0)
-        except Exception as e:
-            res['parts'][name] = dict(status=f'error: {type(e).__name__}: {str(e)[:200]}', seconds=time.time() - t0,
-                                      traceback=traceback.format_exc()[-3000:])
-            log(traceback.format_exc())
-            try: torch.set_autocast_enabled(dev.type, False); torch.clear_autocast_cache()   # a part that failed under autocast
-            except Exception: pass
+    need = {'env': 1, 'travel': 1, 'emulated': 1, 'features': 60, 'cifar': 60, 'ratio': 20, 'inference': 15, 'presets': 40, 'pipeline': 30, 'ratio_compiled': 60}
+    try:
+        for name in PARTS:
+            if name not in want: continue
+            if not a.dry_run and not clock.fits(need[name]):
+                res['parts'][name] = dict(status=f'skipped (time: {clock.left():.0f} s left)'); continue
+            log(f"== {name} ({clock.elapsed():.0f} s in)")
+            cudnn = timing_mode() if name in TIMED else cudnn_state()
+            t0 = time.time()
+            try:
+                res[name] = calls[name]()
+                bad = name in ('features', 'travel', 'emulated') and not res[name].get('ok', True)
+                errs = sorted(k for k, v in (res[name].get('cases', res[name]) if isinstance(res[name], dict) else {}).items()
+                              if isinstance(v, dict) and 'error' in v)
+                res['parts'][name] = dict(status='CHECK FAILED' if bad else f"errors in {', '.join(errs)}" if errs else 'ok', seconds=time.time() - t0,
+                                          cudnn=cudnn)
+            except Skip as e:
+                res['parts'][name] = dict(status=f'skipped ({e})', seconds=time.time() - t0)
+            except Exception as e:
+                res['parts'][name] = dict(status=f'error: {type(e).__name__}: {str(e)[:200]}', seconds=time.time() - t0, cudnn=cudnn,
+                                          traceback=traceback.format_exc()[-3000:])
+                log(traceback.format_exc())
+                try: torch.set_autocast_enabled(dev.type, False); torch.clear_autocast_cache()   # a part that failed under autocast
+                except Exception: pass
+            res['elapsed_s'] = clock.elapsed()
+            write_summary(res, out)   # after every part: a killed run keeps what it had
         res['elapsed_s'] = clock.elapsed()
-        (out / 'summary.json').write_text(json.dumps(res, indent=1, default=str))   # after every part: a killed run keeps what it had
-    res['elapsed_s'] = clock.elapsed()
-    (out / 'summary.json').write_text(json.dumps(res, indent=1, default=str))
-    (out / 'summary.md').write_text(summary_md(res))
-    log(summary_md(res))
-    if tmp: shutil.rmtree(tmp, ignore_errors=True)
+        md = write_summary(res, out)
+        log(md)
+    finally:   # a dry run leaves no fake CIFAR folder behind, also when interrupted
+        if tmp: shutil.rmtree(tmp, ignore_errors=True)
     failed = [k for k, v in res['parts'].items() if not (v['status'] == 'ok' or v['status'].startswith('skipped'))]
     return res, failed
 

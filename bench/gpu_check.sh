@@ -2,7 +2,10 @@
 # The GPU check in one call on the lent GPU machine (bench/README.md, "GPU check"): install the wheels that travel
 # in .whl/ into a private folder, run bench/gpu_check.py on the CIFAR archive in .gpudata/, and put what comes back
 # into $OUT: summary.json, summary.md, gpu_check.log and gpu_check.tar.gz (the CIFAR run folders, data_pipeline.json).
-#   run tool:  command "bash bench/gpu_check.sh", carry [".whl", ".gpudata"], timeout_s 600  (prepare both: bench/README.md)
+#   prepare:   .venv/bin/python bench/gpu_prepare.py --slim   (makes .whl/ and .gpudata/, leaves out the checkpoints the check
+#              does not read, refuses over the 64 MiB a call carries; bench/README.md)
+#   run tool:  command "bash bench/gpu_check.sh", carry [".whl", ".gpudata"], timeout_s 600
+#   after:     .venv/bin/python bench/gpu_prepare.py --restore   (= git checkout -- checkpoints bench/partial)
 #   rehearsal: PY=".venv/bin/python -S" MIMIC=/tmp/device_site WHL=/tmp/whl311 OUT=/tmp/gpu_out bash bench/gpu_check.sh --dry-run
 # Extra arguments go to gpu_check.py (e.g. --parts features,ratio --cifar-s 60).
 set -u

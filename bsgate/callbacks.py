@@ -397,11 +397,14 @@ def recalibrate_bn(model:nn.Module,      # a gated (or any) network
     if not bns: return 0
     was_training, momenta = model.training, [m.momentum for m in bns]
     model.eval()
-    for m in bns: m.reset_running_stats(); m.momentum = None; m.train()
+    for m in bns: m.reset_running_stats(); m.train()
     n = 0
     try:
         with torch.no_grad():
             for b in batches:
+                # the cumulative average as PyTorch's momentum=None computes it (factor 1/n), the n kept on the host:
+                # PyTorch reads its num_batches_tracked with float() in every layer, a GPU sync per layer and batch
+                for m in bns: m.momentum = 1.0 / (n + 1)
                 model(b[0] if isinstance(b, (tuple, list)) else b)
                 n += 1
                 if n >= n_batches: break

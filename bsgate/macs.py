@@ -63,6 +63,8 @@ def _group_dot(a_in:Tensor, a_out:Tensor, groups:int) -> Tensor:
 def block_masks(block:ResBlock, n:int, device=None):
     "Per stage (received inputs, needed outputs) as (N, C) 0/1 float masks, from the gates of the last forward"
     k, stages = block.n_convs, block.stages
+    if device is None:   # where the gates are (a model on the GPU: its masks there too; CPU and GPU masks never mix)
+        device = next((g.gates.device for g in block.gate_modules() if g.gates is not None), None)
     opened = []
     for i, (conv, _) in enumerate(stages, 1):
         m = torch.ones(n, conv.out_channels, device=device)
@@ -141,9 +143,10 @@ def savable_by_module(model:nn.Module, input_size:tuple, names:list|None=None) -
     "Dense MACs of the modules `names` (default: the top-level children) as (savable, fixed); gates excluded"
     counter = MacCounter(model, input_size)
     gms = [g for b in counter.blocks for g in b.gate_modules()]
-    for g in gms: g.override = torch.zeros(g.nf)   # every gate closed
+    dev = next(model.parameters()).device
+    for g in gms: g.override = torch.zeros(g.nf, device=dev)   # every gate closed
     try:
-        with torch.no_grad(): model.eval()(torch.zeros(1, *input_size, device=next(model.parameters()).device))
+        with torch.no_grad(): model.eval()(torch.zeros(1, *input_size, device=dev))
         saved = {}
         for b, dense in zip(counter.blocks, counter.conv_macs):
             saved[b] = sum(d * (1 - _group_dot(a_in, a_out, conv.groups).item() / (conv.in_channels * conv.out_channels / conv.groups))

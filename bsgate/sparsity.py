@@ -4,6 +4,7 @@
 
 # %% ../nbs/03_sparsity.ipynb #56375f28
 from __future__ import annotations
+import numpy as np
 import torch
 from torch import Tensor
 from .relax import open_prob
@@ -23,6 +24,8 @@ def _weights(macs, ls, single):
     if len(macs) != len(ls): raise ValueError(f"l0_loss: got {len(macs)} MAC weights for {len(ls)} gate layers")
     ws = []
     for i, (m, l) in enumerate(zip(macs, ls)):
+        if not (isinstance(m, Tensor) and m.device.type != 'cpu') and (np.asarray(m.tolist() if isinstance(m, Tensor) else m) < 0).any():
+            raise ValueError("l0_loss: MAC weights must be >= 0")   # checked on the host (weights given on a GPU are not read: no sync)
         w = torch.as_tensor(m, dtype=torch.float32, device=l.device)
         if w.dim() == 0: w = w.expand(l.shape[-1])
         if w.shape != (l.shape[-1],):
@@ -45,6 +48,5 @@ def l0_loss(logits:Tensor|list,  # (N, C) gate log-odds, or a list of them (one 
     if macs is None:
         return torch.cat([p.mean(0) for p in ps]).mean()
     ws = _weights(macs, ls, single)
-    if any(bool((w < 0).any()) for w in ws): raise ValueError("l0_loss: MAC weights must be >= 0")
     total = sum(w.sum() for w in ws)
     return sum((p.mean(0) * w.to(p.dtype)).sum() for p, w in zip(ps, ws)) / total

@@ -127,12 +127,12 @@ def _first_line(e:BaseException) -> str:
     return f"{type(e).__name__}: {s}"[:200]
 
 # %% ../nbs/11_train.ipynb #fd5f15cc
-RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline')   # what config.json records besides the preset's fields
+RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision')   # what config.json records besides the preset's fields
 
 def _data_id(data) -> str|None: return None if data is None else str(Path(data).expanduser().resolve())
 
 def save_config(path:str|Path, p:Preset, **run) -> Path:
-    "Write the resolved preset and the run's record (`RUN_KEYS`: class names, data, limit, input pipeline) to `path`, atomically"
+    "Write the resolved preset and the run's record (`RUN_KEYS`: class names, data, limit, input pipeline, kernels, precision) to `path`, atomically"
     return save_json(path, {**dataclasses.asdict(p), **{k: v for k, v in run.items() if k in RUN_KEYS}}, indent=2)
 
 # %% ../nbs/11_train.ipynb #4d70304a
@@ -205,10 +205,12 @@ def _precheck_vocab(p:Preset, saved:dict, data, split:str|None, who:str):
 class EpochSeed(Callback):
     "Reseed every random number generator (torch, NumPy, Python, the DataLoader's shuffler) at each epoch from (seed, epoch)"
     order = -50
-    def __init__(self, seed:int=42): self.seed = seed
+    def __init__(self, seed:int=42,
+                 reproducible:bool=False): # also set cuDNN's deterministic kernels (fastai's `set_seed(reproducible=True)`: no autotuning)
+        self.seed, self.reproducible = seed, reproducible
     def _seed(self, k:int):
         s = self.seed * 100_003 + self.epoch * 7 + k
-        set_seed(s, reproducible=True)
+        set_seed(s, reproducible=getattr(self, 'reproducible', False))
         return s
     def before_epoch(self):
         s = self._seed(0)
@@ -240,6 +242,14 @@ def _num(v):
     except (TypeError, ValueError): return None
 
 # %% ../nbs/11_train.ipynb #bd7a32de
+def _opt_state_to_params(opt):
+    "Put every tensor of the optimizer's state (momentum buffers, ...) on its parameter's device, as PyTorch's own optimizers do"
+    state = getattr(opt, 'state', {})
+    for p, s in list(state.items()):
+        if not isinstance(p, torch.Tensor) or not isinstance(s, dict): continue
+        for k, v in s.items():
+            if isinstance(v, torch.Tensor) and v.device != p.device: s[k] = v.to(p.device)
+
 def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
     "Restore model and optimizer from `path` (or, unreadable, from its previous version, with a warning); return (the epoch to start from, the history)"
     path = Path(path)
@@ -252,9 +262,12 @@ def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
             sd, opt, epoch, history = s['model'], s['opt'], s['epoch'], s['history']
         except Exception as e: why.append(f"{f} is unreadable ({_first_line(e)})"); continue
         if why: warnings.warn(f"--resume: {'; '.join(why)}: resuming from {f} (after epoch {epoch})")
+        dev = getattr(learn.dls, 'device', None)
+        if dev is not None: learn.model.to(dev)   # fastai would move it in `before_fit`: too late for the optimizer's state
         unwrap(learn.model).load_state_dict(sd)
         if learn.opt is None: learn.create_opt()
         learn.opt.load_state_dict(opt)
+        _opt_state_to_params(learn.opt)
         return epoch, history
     raise ValueError(f"--resume: no readable checkpoint: {'; '.join(why)}; start the run again with --force")
 
@@ -385,6 +398,28 @@ class _nullctx:
     def __enter__(self): return self
     def __exit__(self, *a): return False
 
+class _cudnn_kernels:
+    "cuDNN's kernels for one run: autotuned (`benchmark`), or deterministic; the process's previous choice is put back on exit"
+    def __init__(self, deterministic:bool): self.deterministic = bool(deterministic)
+    def __enter__(self):
+        b = torch.backends.cudnn
+        self.saved = (b.deterministic, b.benchmark)
+        b.deterministic, b.benchmark = self.deterministic, not self.deterministic
+        return self
+    def __exit__(self, *a):
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = self.saved
+        return False
+
+def _rank0() -> bool: return int(os.environ.get('RANK', 0)) == 0
+
+def _rank_device():
+    "Under torchrun with CUDA: this process's GPU (`LOCAL_RANK`), made current before any data or model touches a device"
+    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and torch.cuda.is_available():
+        d = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+        torch.cuda.set_device(d)
+        return d
+    return None   # the default device (fastai's `default_device()`)
+
 # %% ../nbs/11_train.ipynb #6194040f
 @call_parse
 def train(preset:str,                # a preset in bsgate.learner.PRESETS (positional on the command line)
@@ -414,6 +449,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
           force:bool=False,          # start over in a folder holding a run (its outputs are deleted); with --resume: accept another --data/--limit
           pipeline:str=None,         # input pipeline: 'device' (CIFAR-10's default) or 'host'; a resumed run keeps its own
           compile:bool=False,        # train through torch.compile (first steps compile for a minute or two; validation stays eager)
+          deterministic:bool=False,  # deterministic GPU kernels (cuDNN without autotuning, slower); a resumed run keeps its own
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
@@ -432,6 +468,14 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
         if pipeline is not None and pipeline != saved.get('pipeline', 'host'):
             raise ValueError(f"--resume: --pipeline {pipeline} differs from the run's ({saved.get('pipeline', 'host')}, in {cfg_file})")
         pipeline = saved.get('pipeline', 'host')   # a run recorded without one started on the host pipeline
+        prec, run_prec = 'fp16' if fp16 else 'bf16' if bf16 else None, saved.get('precision', 'fp32')
+        if prec is not None and prec != run_prec:
+            raise ValueError(f"--resume: --{prec} differs from the run's precision ({run_prec}, in {cfg_file}); a run keeps its precision")
+        fp16, bf16 = run_prec == 'fp16', run_prec == 'bf16'
+        run_det = saved.get('deterministic', True)   # runs recorded before the choice existed used deterministic kernels
+        if deterministic and not run_det:
+            raise ValueError(f"--resume: --deterministic differs from the run's kernels (autotuned, in {cfg_file}); a run keeps its kernels")
+        deterministic = run_det
         for k, v in (('data', _data_id(data)), ('limit', limit)):
             if k in saved and saved[k] != v and not force:
                 raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
@@ -442,50 +486,52 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
             raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, --force to start over, or another --out")
     if pipeline is None: pipeline = default_pipeline(p)
     check_options(p, limit, workers)
-    set_seed(p.seed, reproducible=True)
-    dls = preset_dls(p, data, limit, workers, pipeline=pipeline)
-    vocab = data_vocab(dls)
-    check_classes(p, vocab)
-    if len(dls.train.dataset) < 2: raise ValueError(f"the training split has {len(dls.train.dataset)} image(s); a training batch needs at least 2")
-    if resume: check_vocab(saved.get('vocab'), vocab, '--resume')
-    elif p.init and (v := _init_vocab(p.init)) is not None: check_vocab(v, vocab, '--init', f'the data (against {p.init})')
-    out.mkdir(parents=True, exist_ok=True)
-    if force and not resume:
-        for f in held: (out / f).unlink()
-    if int(os.environ.get('RANK', 0)) == 0: save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline)
-    learn = LEARNERS[p.task][p.dataset](dls, p)
-    learn.path, learn.model_dir = out, '.'
-    if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
-    if channels_last: learn.add_cb(ChannelsLast())
-    if compile: learn.add_cb(CompileTraining())
-    start, history = 0, []
-    if resume: start, history = load_checkpoint(learn, ckpt)
-    elif p.init: load_weights(unwrap(learn.model), p.init)
-    cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed), StopOnNaN()]
-    if quiet: learn.logger = EpochLine(learn, p.epochs)
-    ctx = learn.no_bar() if quiet else _nullctx()
-    try:
-        with ctx:
-            if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-                import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
-                with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-            else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-            metrics = _final_metrics(learn, p)
-            if p.bn_recal and getattr(learn, 'gate_stats', None) is not None:
-                before = {k: v for k, v in metrics.items() if k != 'layers'}
-                n = learn.recalibrate_bn(p.bn_recal)
+    with _cudnn_kernels(deterministic):   # this run's kernel choice; the process's own is put back after
+        set_seed(p.seed)
+        dls = preset_dls(p, data, limit, workers, device=_rank_device(), pipeline=pipeline)
+        vocab = data_vocab(dls)
+        check_classes(p, vocab)
+        if len(dls.train.dataset) < 2: raise ValueError(f"the training split has {len(dls.train.dataset)} image(s); a training batch needs at least 2")
+        if resume: check_vocab(saved.get('vocab'), vocab, '--resume')
+        elif p.init and (v := _init_vocab(p.init)) is not None: check_vocab(v, vocab, '--init', f'the data (against {p.init})')
+        out.mkdir(parents=True, exist_ok=True)
+        if force and not resume and _rank0():   # one process deletes (under torchrun every rank would try the same files)
+            for f in held: (out / f).unlink(missing_ok=True)
+        if _rank0(): save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline,
+                                 deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32')
+        learn = LEARNERS[p.task][p.dataset](dls, p)
+        learn.path, learn.model_dir = out, '.'
+        if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
+        if channels_last: learn.add_cb(ChannelsLast())
+        if compile: learn.add_cb(CompileTraining())
+        start, history = 0, []
+        if resume: start, history = load_checkpoint(learn, ckpt)
+        elif p.init: load_weights(unwrap(learn.model), p.init)
+        cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed), StopOnNaN()]
+        if quiet: learn.logger = EpochLine(learn, p.epochs)
+        ctx = learn.no_bar() if quiet else _nullctx()
+        try:
+            with ctx:
+                if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+                    import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
+                    with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
+                else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
                 metrics = _final_metrics(learn, p)
-                metrics['bn_recal'] = dict(batches=n, before=before)
-    except Diverged as e:
-        h = cbs[0].history
-        kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
-        raise Diverged(f"{e.msg}; no model.pth or metrics.json written ({kept}); try a lower --lr") from None
-    metrics.update(epochs=p.epochs, limit=limit, data=str(data))
-    if int(os.environ.get('RANK', 0)) == 0:   # the weights first: a metrics.json always sits beside its model.pth
-        sd = unwrap(learn.model).state_dict()
-        atomic_write(out / 'model.pth', lambda t: torch_save(sd, t))
-        save_json(out / 'metrics.json', metrics)
-    return metrics
+                if p.bn_recal and getattr(learn, 'gate_stats', None) is not None:
+                    before = {k: v for k, v in metrics.items() if k != 'layers'}
+                    n = learn.recalibrate_bn(p.bn_recal)
+                    metrics = _final_metrics(learn, p)
+                    metrics['bn_recal'] = dict(batches=n, before=before)
+        except Diverged as e:
+            h = cbs[0].history
+            kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
+            raise Diverged(f"{e.msg}; no model.pth or metrics.json written ({kept}); try a lower --lr") from None
+        metrics.update(epochs=p.epochs, limit=limit, data=str(data))
+        if int(os.environ.get('RANK', 0)) == 0:   # the weights first: a metrics.json always sits beside its model.pth
+            sd = unwrap(learn.model).state_dict()
+            atomic_write(out / 'model.pth', lambda t: torch_save(sd, t))
+            save_json(out / 'metrics.json', metrics)
+        return metrics
 
 # %% ../nbs/11_train.ipynb #4a520d2a
 @call_parse
