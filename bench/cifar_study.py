@@ -58,6 +58,9 @@ RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20'
     'gaternet_r20_8_nol1': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8, gate_l1=0.), None, False),  # control: λ = 0
     'r20b_dense8': ('cifar10_r20_dense', dict(COMMON, epochs=8, lr_warmup=1 / 8, shortcut='B'), None, False),  # control: GaterNet's option-B shortcuts, no gater
 }
+EF = 30   # the front (issue: evidence v3): every arm E = 30 epochs, the same schedule scaled to it
+for d in (8, 14, 20, 32, 56):   # the dense curve: ResNets of several depths trained alike
+    RUNS[f'r{d}_dense{EF}'] = ('cifar10_r20_dense', dict(COMMON, epochs=EF, lr_warmup=1 / EF, depth=d), None, False)
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)
     RUNS[f'r32_bas{e}'] = ('cifar10_r32', dict(COMMON, epochs=e, lr_warmup=1 / e, **GATED), None, True)
@@ -152,7 +155,8 @@ def report() -> str:
         f = RES / f'study2_{name}.json'
         if not f.exists(): continue
         d = json.loads(f.read_text()); m = d['metrics']; g = m.get('gates') or {}
-        macs = m.get('macs') or dense_of(int(d['preset'].split('_r')[1].split('_')[0]), d['overrides'].get('shortcut', 'A'))
+        depth = d['overrides'].get('depth') or int(d['preset'].split('_r')[1].split('_')[0])
+        macs = m.get('macs') or dense_of(depth, d['overrides'].get('shortcut', 'A'))
         before = (m.get('bn_recal') or {}).get('before') or {}
         a = analyse(name) if g else {}
         corr = (a.get('correlations') or {}).get('loss', {}).get('spearman')

@@ -49,7 +49,8 @@ class ChannelGate(nn.Module):
 
 # %% ../nbs/04_gates.ipynb #cab6d7a3
 def _pool(x:Tensor, ni:int) -> Tensor:
-    if x.dim() == 4: x = x.sum((2, 3)) * (1. / (x.shape[2] * x.shape[3]))   # mean; its backward is a broadcast view
+    if x.dim() == 4:   # the mean (its backward is a broadcast view), summed in fp32 for half-precision activations
+        x = x.sum((2, 3), dtype=torch.float32 if x.dtype in (torch.float16, torch.bfloat16) else None) * (1. / (x.shape[2] * x.shape[3]))
     if x.dim() != 2 or x.shape[1] != ni:
         raise ValueError(f"gate expected the block input with {ni} channels, shape (N, {ni}, H, W) or (N, {ni}); got {tuple(x.shape)}")
     return x
@@ -64,7 +65,13 @@ def _take_mix(gate, n:int) -> Tensor|None:
 @patch
 def forward(self:ChannelGate, x:Tensor) -> Tensor:
     "Gates (N, nf) for the block input `x` (N, ni, H, W); stochastic in training, `logits > 0` in eval"
-    logits = self.fc2(self.act(self.bn(self.fc1(_pool(x, self.ni)))))
+    with torch.autocast(x.device.type, enabled=False):   # mixed precision: the gate itself in fp32 (logits, probabilities, samples)
+        logits = self.fc2(self.act(self.bn(self.fc1(_pool(x, self.ni).float()))))
+        g = _gate_values(self, logits)
+    return g.to(x.dtype) if x.dtype in (torch.float16, torch.bfloat16) else g   # {0, 1} gates are exact in half precision
+
+def _gate_values(self:ChannelGate, logits:Tensor) -> Tensor:
+    "The gates for `logits`: the forced `override`, `logits > 0` in eval, or the training relaxation; keeps logits, probs, gates"
     if self.override is not None: g = self.override.to(logits).expand_as(logits)
     elif not self.training: g = hard_gate(logits)
     elif self.relax == 'semhash': g = improved_semhash(logits, training=True, use_hard=_take_mix(self, logits.shape[0]))

@@ -211,14 +211,15 @@ def from_torchvision(depth:int,                # 18, 34, 50 or 101
     return model
 
 # %% ../../nbs/06_models.resnet.ipynb #332dc6fa
-CIFAR_DEPTHS = (20, 32, 44, 56, 110)
+CIFAR_DEPTHS = (20, 32, 44, 56, 110)   # He et al.'s depths; any 6n+2 ≥ 8 builds (ResNet-8, -14 for a curve of dense costs)
 
-def cifar_resnet(depth:int=20,       # 6n+2: 20, 32, 44, 56 or 110
+def cifar_resnet(depth:int=20,       # 6n+2 ≥ 8: 8, 14, 20, 32, 44, 56, 110, ...
                  num_classes:int=10,
                  shortcut:str='A',   # option A (He et al., our default) or 'B'
                  **kwargs) -> GatedResNet:
     "He et al.'s CIFAR ResNet: 3 stages of 16/32/64 channels, (depth-2)/6 BasicBlocks each"
-    if depth not in CIFAR_DEPTHS:
-        raise ValueError(f"cifar_resnet: unsupported depth {depth!r}; supported: {CIFAR_DEPTHS} (6n+2)")
+    if not (isinstance(depth, int) and depth >= 8 and (depth - 2) % 6 == 0):
+        raise ValueError(f"cifar_resnet: unsupported depth {depth!r}; a CIFAR ResNet has 6n+2 layers, n ≥ 1 "
+                         f"(8, 14, 20, 32, 44, 56, 110, ...)")
     n = (depth - 2) // 6
     return GatedResNet((n, n, n), expansion=1, widths=(16, 32, 64), stem='cifar', num_classes=num_classes, shortcut=shortcut, **kwargs)
