@@ -58,6 +58,9 @@ RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20'
     'gaternet_r20_8_nol1': ('cifar10_gaternet_r20', dict(COMMON, epochs=8, lr_warmup=1 / 8, gate_l1=0.), None, False),  # control: λ = 0
     'r20b_dense8': ('cifar10_r20_dense', dict(COMMON, epochs=8, lr_warmup=1 / 8, shortcut='B'), None, False),  # control: GaterNet's option-B shortcuts, no gater
 }
+# bf16 parity (issue: evidence v3, item 1): the 15-epoch dense ResNet-20 and gated ResNet-32 again under bf16 autocast
+RUNS['r20_dense_bf16'] = ('cifar10_r20_dense', dict(COMMON, epochs=E, precision='bf16'), None, False)
+RUNS['r32_bas_bf16'] = ('cifar10_r32', dict(COMMON, epochs=E, **GATED, precision='bf16'), None, True)
 EF = 30   # the front (issue: evidence v3): every arm E = 30 epochs, the same schedule scaled to it
 for d in (8, 14, 20, 32, 56):   # the dense curve: ResNets of several depths trained alike
     RUNS[f'r{d}_dense{EF}'] = ('cifar10_r20_dense', dict(COMMON, epochs=EF, lr_warmup=1 / EF, depth=d), None, False)
@@ -100,6 +103,7 @@ def run(name:str, limit=None, epochs=None) -> dict:
     import dataclasses
     preset, kw, parent, budget = RUNS[name]
     kw = dict(kw)
+    prec = kw.pop('precision', 'fp32')   # 'fp32' or 'bf16' (autocast; the gates, batch-shaping and L0 stay fp32); recorded in config.json
     if epochs: kw['epochs'] = epochs
     if budget: kw['mac_target'] = round(MARGIN * dense_of(20) / dense_of(get_preset(preset).depth), 4)
     if parent:
@@ -119,9 +123,9 @@ def run(name:str, limit=None, epochs=None) -> dict:
     cli = {k: kw[k] for k in ('epochs', 'bs', 'lr', 'gamma', 'lam', 'mac_target', 'lr_warmup', 'gate_bias', 'budget', 'init') if k in kw}
     extra = {k: v for k, v in kw.items() if k not in cli}
     m = train(dataclasses.replace(get_preset(preset), **extra) if extra else preset, data=str(DATA), out=str(out), quiet=True,
-              resume=resume, limit=limit, pipeline='host', **({} if resume else cli))   # every arm on the same (host) pipeline
+              resume=resume, limit=limit, pipeline='host', bf16=prec == 'bf16', **({} if resume else cli))   # every arm on the same (host) pipeline
     m = _add_check(out, m)
-    res = dict(name=name, preset=preset, overrides=kw, parent=parent, wall_s=round(time.time() - t0, 1), limit=limit,
+    res = dict(name=name, preset=preset, overrides=kw, precision=prec, parent=parent, wall_s=round(time.time() - t0, 1), limit=limit,
                machine=dict(info, loadavg_end=os.getloadavg()), metrics={k: v for k, v in m.items() if k != 'layers'},
                layers=m.get('layers'))
     (RES / f'study2_{name}.json').write_text(json.dumps(res, indent=1))

@@ -27,7 +27,7 @@ from .models.resnet import GatedResNet
 __all__ = ['BUDGETS', 'synth_gated_learner', 'unwrap', 'find_gates', 'GateCollector', 'TrainTermMetric', 'gather_batch',
            'BatchShaping', 'open_target', 'L0Penalty', 'GateL1Penalty', 'Phases', 'paper_schedules', 'GateScheduler',
            'gate_params', 'head_params', 'gate_splitter', 'NoGateWD', 'GateStats', 'GateMetric', 'gate_callbacks',
-           'gate_metrics', 'recalibrate_bn', 'BNRecalibration']
+           'gate_metrics', 'recalibrate_bn', 'BNRecalibration', 'calibrate_gates']
 
 # %% ../nbs/08_callbacks.ipynb #88346e40
 def synth_gated_learner(n:int=128, bs:int=32, size:int=8, n_classes:int=2, cbs=None, metrics=None,
@@ -428,3 +428,54 @@ class BNRecalibration(Callback):
     def after_fit(self):
         if self.n_batches and getattr(self.learn, 'opt', None) is not None and getattr(self, 'epoch', 0) + 1 >= self.n_epoch:
             self.n_done = self.learn.recalibrate_bn(self.n_batches)
+
+# %% ../nbs/08_callbacks.ipynb #84b79fb8
+@torch.no_grad()
+def calibrate_gates(model:nn.Module,   # a gated network whose gates have `fc2` (ChannelGate, BlockGate)
+                    batches,           # calibration inputs: an iterable of batches or (input, target, ...) tuples
+                    target:float,      # the fraction of the dense MACs the inference gates should cost
+                    macs:GateMACs,     # the network's MAC model (`gate_mac_weights`)
+                    n_batches:int=50,  # how many batches to collect logits on
+                    tol:float=1e-3,    # stop when the measured cost is this close to `target`
+                    rounds:int=8,      # at most this many shift-and-measure rounds
+                   ) -> dict:
+    "Shift every gate's logit bias by one amount so the inference gates cost `target` × dense MACs on `batches`"
+    if not 0 < target <= 1: raise ValueError(f"calibrate_gates: target is a fraction of the dense MACs in (0, 1], got {target}")
+    gates = find_gates(model)
+    if not gates: raise ValueError("calibrate_gates: the model has no gates")
+    if not all(isinstance(getattr(g, 'fc2', None), nn.Linear) and g.fc2.bias is not None for g in gates):
+        raise ValueError("calibrate_gates: every gate needs an `fc2` layer with a bias (ChannelGate, BlockGate)")
+    ws = [w.double() for w in macs.ordered(gates)]
+    def collect() -> list:   # every gate layer's logits (N, C) on the calibration batches, as the network is now
+        logits, n, was = [[] for _ in gates], 0, model.training
+        model.eval()
+        try:
+            for b in batches:
+                model(b[0] if isinstance(b, (tuple, list)) else b)
+                for acc, g in zip(logits, gates): acc.append(g.logits.detach().float().cpu())
+                n += 1
+                if n >= n_batches: break
+        finally: model.train(was)
+        if n == 0: raise ValueError("calibrate_gates: `batches` gave no batch")
+        return [torch.cat(a) for a in logits]
+    def cost(ls:list, s:float) -> float:   # mean fraction of dense MACs with the gates `logit + s > 0`
+        return float((macs.fixed + sum((((l + s) > 0).double().mean(0) * w).sum() for l, w in zip(ls, ws))) / macs.dense)
+    def solve(ls:list) -> float:   # bisection: the cost grows with the shift
+        lo, hi = -1., 1.
+        while cost(ls, lo) > target and lo > -1e4: lo *= 2
+        while cost(ls, hi) < target and hi < 1e4: hi *= 2
+        for _ in range(60):
+            mid = (lo + hi) / 2
+            if cost(ls, mid) < target: lo = mid
+            else: hi = mid
+        return lo if abs(cost(ls, lo) - target) <= abs(cost(ls, hi) - target) else hi
+    # a gate's shift changes the inputs of the gates after it: shift, measure again, until the measured cost lands
+    ls = collect()
+    before, total, k = cost(ls, 0.), 0., 0
+    for k in range(1, rounds + 1):
+        if abs(cost(ls, 0.) - target) <= tol: break
+        s = solve(ls)
+        for g in gates: g.fc2.bias += s
+        total += s
+        ls = collect()
+    return dict(target=target, before=before, after=cost(ls, 0.), shift=total, rounds=k, images=int(ls[0].shape[0]))

@@ -16,7 +16,7 @@ from fastai.learner import Recorder
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.torch_core import set_seed
 from .data.cifar import cifar_dls, cifar_eval_dl
-from .callbacks import unwrap, GateCollector, BUDGETS
+from .callbacks import unwrap, GateCollector, BUDGETS, calibrate_gates
 
 # %% auto #0
 __all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save',
@@ -127,7 +127,7 @@ def _first_line(e:BaseException) -> str:
     return f"{type(e).__name__}: {s}"[:200]
 
 # %% ../nbs/11_train.ipynb #fd5f15cc
-RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision')   # what config.json records besides the preset's fields
+RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision', 'land')   # what config.json records besides the preset's fields
 
 def _data_id(data) -> str|None: return None if data is None else str(Path(data).expanduser().resolve())
 
@@ -327,11 +327,11 @@ def check_options(p:Preset, limit:int|None=None, workers:int=0):
 class DeviceMixedPrecision(MixedPrecision):
     "fastai's `MixedPrecision` on the model's device type: CUDA fp16/bf16 as fastai does, and bf16 autocast on the CPU"
     def before_fit(self):
-        super().before_fit()
         dev = next(self.model.parameters()).device.type
-        if dev != 'cuda':
-            if AMPMode(self.amp_mode) != AMPMode.BF16: raise ValueError(f"--fp16 needs a CUDA device (the model is on {dev}); use --bf16")
-            self.autocast = torch.autocast(dev, dtype=torch.bfloat16)
+        if dev == 'cuda': return super().before_fit()
+        if AMPMode(self.amp_mode) != AMPMode.BF16: raise ValueError(f"--fp16 needs a CUDA device (the model is on {dev}); use --bf16")
+        # fastai's own would build CUDA's autocast and GradScaler and warn twice that CUDA is missing: the CPU's, no scaler (bf16)
+        self.autocast, self.learn.scaler, self.scales = torch.autocast(dev, dtype=torch.bfloat16), torch.amp.GradScaler(dev, enabled=False), []
 
 # %% ../nbs/11_train.ipynb #e5e0ca5e
 class ChannelsLast(Callback):
@@ -371,6 +371,11 @@ def _final_metrics(learn, p:Preset) -> dict:
     return strict_json(out)
 
 def _show(v): return 'none' if v is None else v
+
+def _land(learn, l0) -> dict:
+    "Calibrate the inference gates of `learn`'s model to its L0 budget's MAC target on 50 training batches"
+    r = calibrate_gates(unwrap(learn.model), learn.dls.train, l0.target, l0.macs, n_batches=50)
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()}
 
 def _init_vocab(init) -> list|None:
     "The class names recorded by the run `init` starts from (None: a .pth file, or a run that did not record them)"
@@ -450,6 +455,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
           pipeline:str=None,         # input pipeline: 'device' (CIFAR-10's default) or 'host'; a resumed run keeps its own
           compile:bool=False,        # train through torch.compile (first steps compile for a minute or two; validation stays eager)
           deterministic:bool=False,  # deterministic GPU kernels (cuDNN without autotuning, slower); a resumed run keeps its own
+          no_land:bool=False,        # with --mac_target: keep the inference gates as trained (the budget then holds only the expected cost)
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
@@ -476,12 +482,13 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
         if deterministic and not run_det:
             raise ValueError(f"--resume: --deterministic differs from the run's kernels (autotuned, in {cfg_file}); a run keeps its kernels")
         deterministic = run_det
+        land = saved.get('land', False)   # runs recorded before landing existed did not land
         for k, v in (('data', _data_id(data)), ('limit', limit)):
             if k in saved and saved[k] != v and not force:
                 raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
                                  f"or add --force to continue on the new one")
     else:
-        p = get_preset(preset, **overrides)
+        p, land = get_preset(preset, **overrides), not no_land
         if held and not force:
             raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, --force to start over, or another --out")
     if pipeline is None: pipeline = default_pipeline(p)
@@ -498,7 +505,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
         if force and not resume and _rank0():   # one process deletes (under torchrun every rank would try the same files)
             for f in held: (out / f).unlink(missing_ok=True)
         if _rank0(): save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline,
-                                 deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32')
+                                 deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32', land=land)
         learn = LEARNERS[p.task][p.dataset](dls, p)
         learn.path, learn.model_dir = out, '.'
         if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
@@ -517,11 +524,18 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
                     with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
                 else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
                 metrics = _final_metrics(learn, p)
-                if p.bn_recal and getattr(learn, 'gate_stats', None) is not None:
-                    before = {k: v for k, v in metrics.items() if k != 'layers'}
+                l0 = getattr(learn, 'l0_penalty', None)
+                landing = land and getattr(l0, 'target', None) is not None and getattr(learn, 'gate_stats', None) is not None
+                cal = [_land(learn, l0)] if landing else []   # the inference gates to the MAC target (calibrate_gates)
+                recal = bool(p.bn_recal and getattr(learn, 'gate_stats', None) is not None)
+                if recal:
                     n = learn.recalibrate_bn(p.bn_recal)
-                    metrics = _final_metrics(learn, p)
-                    metrics['bn_recal'] = dict(batches=n, before=before)
+                    if landing: cal.append(_land(learn, l0))   # the statistics moved the gates' inputs: land again
+                if landing or recal:
+                    as_trained, metrics = {k: v for k, v in metrics.items() if k != 'layers'}, _final_metrics(learn, p)
+                    if recal: metrics['bn_recal'] = dict(batches=n, before=as_trained)
+                    if landing: metrics['budget'] = dict(target=l0.target, landed=metrics.get('mac_frac'),
+                                                         as_trained=as_trained.get('mac_frac'), calibration=cal)
         except Diverged as e:
             h = cbs[0].history
             kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
