@@ -38,7 +38,7 @@ FT = dict(epochs=E2, lr=0.02, lr_sched='cosine', lr_warmup=0.)          # fine-t
 GATED = dict(gamma=0.75, lam=1., budget='layer', gate_bias=3.)          # the calibrated recipe (see bench/README.md)
 MARGIN = 0.95                                                           # MAC target = MARGIN × R20 MACs / own dense MACs
 
-RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20's MACs)
+RUNS = {  # name: (preset, overrides, the run it starts from, held to ResNet-20's MACs: False, True (MARGIN) or a fraction)
     'r20_dense':    ('cifar10_r20_dense', dict(COMMON, epochs=E), None, False),
     'r32_dense':    ('cifar10_r32_dense', dict(COMMON, epochs=E), None, False),
     'r56_dense':    ('cifar10_r56_dense', dict(COMMON, epochs=E), None, False),
@@ -64,6 +64,9 @@ RUNS['r32_bas_bf16'] = ('cifar10_r32', dict(COMMON, epochs=E, **GATED, precision
 EF = 30   # the front (issue: evidence v3): every arm E = 30 epochs, the same schedule scaled to it
 for d in (8, 14, 20, 32, 56):   # the dense curve: ResNets of several depths trained alike
     RUNS[f'r{d}_dense{EF}'] = ('cifar10_r20_dense', dict(COMMON, epochs=EF, lr_warmup=1 / EF, depth=d), None, False)
+# the gated points of the front, each held to a fraction of ResNet-20's MACs that its run lands on (calibrate_gates)
+for d, f in ((32, 0.5), (32, 0.95), (56, 0.5)):
+    RUNS[f'r{d}_bas{EF}_t{round(f * 100)}'] = (f'cifar10_r{d}', dict(COMMON, epochs=EF, lr_warmup=1 / EF, **GATED), None, f)
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)
     RUNS[f'r32_bas{e}'] = ('cifar10_r32', dict(COMMON, epochs=e, lr_warmup=1 / e, **GATED), None, True)
@@ -105,7 +108,9 @@ def run(name:str, limit=None, epochs=None) -> dict:
     kw = dict(kw)
     prec = kw.pop('precision', 'fp32')   # 'fp32' or 'bf16' (autocast; the gates, batch-shaping and L0 stay fp32); recorded in config.json
     if epochs: kw['epochs'] = epochs
-    if budget: kw['mac_target'] = round(MARGIN * dense_of(20) / dense_of(get_preset(preset).depth), 4)
+    if budget:   # True: MARGIN × ResNet-20's MACs (study v2); a number: that fraction of ResNet-20's MACs (the front)
+        frac = MARGIN if budget is True else float(budget)
+        kw['mac_target'] = round(frac * dense_of(20) / dense_of(kw.get('depth') or get_preset(preset).depth), 4)
     if parent:
         src = folder(parent) if (folder(parent) / 'model.pth').is_file() else PUBLISH / parent   # a fresh machine: the published copy
         if not (src / 'model.pth').is_file(): raise FileNotFoundError(f"{name} starts from {parent}: train {parent} first")
