@@ -67,6 +67,9 @@ for d in (8, 14, 20, 32, 56):   # the dense curve: ResNets of several depths tra
 # the gated points of the front, each held to a fraction of ResNet-20's MACs that its run lands on (calibrate_gates)
 for d, f in ((32, 0.5), (32, 0.95), (56, 0.5)):
     RUNS[f'r{d}_bas{EF}_t{round(f * 100)}'] = (f'cifar10_r{d}', dict(COMMON, epochs=EF, lr_warmup=1 / EF, **GATED), None, f)
+for name in [n for n in RUNS if n.endswith(f'_dense{EF}') or f'_bas{EF}_t' in n]:   # a second seed of every front arm
+    pre, kw, parent, budget = RUNS[name]
+    RUNS[f'{name}_s2'] = (pre, dict(kw, seed=2), parent, budget)
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
     RUNS[f'r20_dense{e}'] = ('cifar10_r20_dense', dict(COMMON, epochs=e, lr_warmup=1 / e), None, False)
     RUNS[f'r32_bas{e}'] = ('cifar10_r32', dict(COMMON, epochs=e, lr_warmup=1 / e, **GATED), None, True)
@@ -157,6 +160,52 @@ def analyse(name:str) -> dict:
     f.write_text(json.dumps(s, indent=1))
     return s
 
+def front(plot:bool=True) -> dict:
+    "The accuracy–MACs front at EF epochs: dense ResNets of several depths against the gated points (mean and spread of seeds)"
+    import statistics
+    r20 = dense_of(20)
+    pts = {}
+    for name in RUNS:
+        if not (name.endswith(f'_dense{EF}') or f'_bas{EF}_t' in name) and not (name.endswith('_s2') and f'{EF}' in name): continue
+        f = RES / f'study2_{name}.json'
+        if not f.exists():
+            f = PUBLISH / name / 'metrics.json'
+            if not f.exists(): continue
+            m = json.loads(f.read_text())
+        else: m = json.loads(f.read_text())['metrics']
+        base = name.removesuffix('_s2')
+        depth = RUNS[name][1].get('depth') or int(RUNS[name][0].split('_r')[1].split('_')[0])
+        macs = m.get('macs') or dense_of(depth)
+        pts.setdefault(base, []).append(dict(run=name, accuracy=m['accuracy'], macs=macs, gated=bool(m.get('gates')),
+                                              target=(m.get('budget') or {}).get('target'), landed=(m.get('budget') or {}).get('landed')))
+    out = {}
+    for base, rs in pts.items():
+        accs = [r['accuracy'] for r in rs]
+        out[base] = dict(runs=[r['run'] for r in rs], accuracy=statistics.mean(accs), spread=(max(accs) - min(accs)) / 2,
+                         macs=statistics.mean(r['macs'] for r in rs), macs_vs_r20=statistics.mean(r['macs'] for r in rs) / r20,
+                         gated=rs[0]['gated'], target=rs[0]['target'], landed=[r['landed'] for r in rs])
+    dense = sorted((v['macs'], v['accuracy']) for v in out.values() if not v['gated'])
+    for v in out.values():   # the dense curve's accuracy at a gated point's MACs (linear between neighbours)
+        if v['gated'] and len(dense) >= 2 and dense[0][0] <= v['macs'] <= dense[-1][0]:
+            i = next(k for k in range(1, len(dense)) if dense[k][0] >= v['macs'])
+            (m0, a0), (m1, a1) = dense[i - 1], dense[i]
+            v['dense_curve'] = a0 + (a1 - a0) * (v['macs'] - m0) / (m1 - m0)
+            v['above_curve'] = v['accuracy'] - v['dense_curve']
+    (RES / 'front.json').write_text(json.dumps(out, indent=1))
+    if plot and out:
+        import matplotlib; matplotlib.use('Agg')
+        import matplotlib.pyplot as plt
+        fig, ax = plt.subplots(figsize=(6, 3.8))
+        d = sorted((v['macs'] / 1e6, 100 * v['accuracy'], 100 * v['spread'], k) for k, v in out.items() if not v['gated'])
+        ax.errorbar([x[0] for x in d], [x[1] for x in d], [x[2] for x in d], fmt='o-', label=f'dense ResNets ({EF} epochs)')
+        for m, a, e, k in d: ax.annotate(k.split('_')[0].replace('r', 'R-'), (m, a), textcoords='offset points', xytext=(4, -10), fontsize=7)
+        g = [(v['macs'] / 1e6, 100 * v['accuracy'], 100 * v['spread'], k) for k, v in out.items() if v['gated']]
+        if g: ax.errorbar([x[0] for x in g], [x[1] for x in g], [x[2] for x in g], fmt='s', label=f'gated ({EF} epochs)')
+        for m, a, e, k in g: ax.annotate(k, (m, a), textcoords='offset points', xytext=(4, 4), fontsize=7)
+        ax.set_xlabel('MACs per image (millions)'); ax.set_ylabel('validation accuracy (%)'); ax.grid(alpha=.3); ax.legend(fontsize=8)
+        fig.tight_layout(); fig.savefig(RES / 'front.png', dpi=120)
+    return out
+
 def report() -> str:
     r20 = dense_of(20)
     rows, out = [], {}
@@ -223,19 +272,60 @@ def publish(names:list):
     readme.write_text(text)
     print(table)
 
+def predictions(names:list, force:bool=False) -> dict:
+    "Per-image predictions of published runs on the hold-out, kept beside them (`valid_preds.json`) for paired tests"
+    from fastai.data.core import DataLoaders
+    from bsgate.train import read_config, load_run_weights, preset_dls, LEARNERS
+    from bsgate.callbacks import unwrap
+    out = {}
+    for name in names:
+        f = PUBLISH / name / 'valid_preds.json'
+        if f.is_file() and not force: out[name] = json.loads(f.read_text()); continue
+        p, _ = read_config(PUBLISH / name / 'config.json')
+        dl = preset_dls(p, str(DATA), None, 0, pipeline='host').valid
+        learn = LEARNERS[p.task][p.dataset](DataLoaders(dl, dl), p)
+        unwrap(learn.model).load_state_dict(load_run_weights(PUBLISH / name))
+        with learn.no_bar(), learn.no_logging(): preds, targ = learn.get_preds(dl=dl)
+        d = dict(split='valid', n=len(targ), accuracy=float((preds.argmax(1) == targ).float().mean()),
+                 pred=preds.argmax(1).tolist(), target=targ.tolist())
+        f.write_text(json.dumps(d))
+        print(f"{name}: {d['n']} predictions, accuracy {d['accuracy']:.4f} (metrics.json: "
+              f"{json.loads((PUBLISH / name / 'metrics.json').read_text())['accuracy']:.4f})", flush=True)
+        out[name] = d
+    return out
+
+def paired(a:str, b:str) -> dict:
+    "McNemar's exact test on two published runs' per-image predictions (the same hold-out images, in the same order)"
+    from scipy.stats import binomtest
+    pa, pb = (json.loads((PUBLISH / n / 'valid_preds.json').read_text()) for n in (a, b))
+    if pa['target'] != pb['target']: raise ValueError(f"{a} and {b} were not scored on the same images")
+    ra = [p == t for p, t in zip(pa['pred'], pa['target'])]
+    rb = [p == t for p, t in zip(pb['pred'], pb['target'])]
+    only_a, only_b = sum(x and not y for x, y in zip(ra, rb)), sum(y and not x for x, y in zip(ra, rb))
+    pv = binomtest(only_a, only_a + only_b, 0.5).pvalue if only_a + only_b else 1.
+    return dict(a=a, b=b, n=len(ra), acc_a=sum(ra) / len(ra), acc_b=sum(rb) / len(rb), only_a=only_a, only_b=only_b, p=pv)
+
 if __name__ == '__main__':
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument('names', nargs='*', choices=sorted(RUNS) + [[]])
+    ap.add_argument('names', nargs='*')
     ap.add_argument('--threads', type=int, default=None, help="torch threads for this process (default: torch's)")
     ap.add_argument('--limit', type=int, default=None, help='at most this many images per split (smoke tests only)')
     ap.add_argument('--epochs', type=int, default=None, help='override every named run\'s epochs (smoke tests only)')
     ap.add_argument('--report', action='store_true', help='print and write the table of finished runs')
     ap.add_argument('--publish', action='store_true', help='copy the named finished runs to checkpoints/cifar10/ (no training)')
     ap.add_argument('--park', action='store_true', help='copy the named unfinished runs to bench/partial/ to resume elsewhere (no training)')
+    ap.add_argument('--predictions', action='store_true', help="score the named published runs' hold-out images, write valid_preds.json beside them")
+    ap.add_argument('--front', action='store_true', help='the accuracy-MACs front of the finished E=30 arms: bench/results/front.json and .png')
+    ap.add_argument('--paired', action='store_true', help="McNemar's test between the two named published runs (their valid_preds.json)")
     a = ap.parse_args()
     if a.threads: torch.set_num_threads(a.threads)
+    unknown = [n for n in a.names if n not in RUNS and not (PUBLISH / n).is_dir()]
+    if unknown: ap.error(f"unknown run(s) {unknown}: an arm of RUNS or a published run in {PUBLISH}")
     RES.mkdir(parents=True, exist_ok=True)
     if a.publish: publish(a.names); sys.exit()
     if a.park: park(a.names); sys.exit()
+    if a.predictions: predictions(a.names); sys.exit()
+    if a.paired: print(json.dumps(paired(*a.names), indent=1)); sys.exit()
+    if a.front: print(json.dumps(front(), indent=1)); sys.exit()
     for n in a.names: run(n, a.limit, a.epochs)
     if a.report or not a.names: report()

@@ -22,6 +22,18 @@ def dense_macs(depth:int, shortcut:str='A') -> float:
     return dm(cifar_resnet(depth, shortcut=shortcut), (3, 32, 32))
 
 
+def mcnemar(a:str, b:str) -> tuple:
+    "(right only for a, right only for b, McNemar's exact two-sided p) from the runs' committed hold-out predictions"
+    from scipy.stats import binomtest
+    pa, pb = (json.loads((CK / n / 'valid_preds.json').read_text()) for n in (a, b))
+    assert pa['target'] == pb['target'] and pa['n'] == len(pa['pred']) == 5000
+    for n, d in ((a, pa), (b, pb)):   # the predictions are the published model's: they give its accuracy
+        assert abs(sum(p == t for p, t in zip(d['pred'], d['target'])) / d['n'] - metrics(n)['accuracy']) < 1e-6, n
+    oa = sum(x == t and y != t for x, y, t in zip(pa['pred'], pb['pred'], pa['target']))
+    ob = sum(y == t and x != t for x, y, t in zip(pa['pred'], pb['pred'], pa['target']))
+    return oa, ob, binomtest(oa, oa + ob, 0.5).pvalue
+
+
 def values() -> dict:
     r20 = dense_macs(20)
     gap = lambda a, b: round(acc(a) - acc(b), 1)
@@ -39,6 +51,8 @@ def values() -> dict:
         gn8_nol1_gap=round(acc('r20_dense8') - acc('gaternet_r20_8_nol1'), 1),
         ft32_gap=gap('r20_dense', 'r32_ft_bas'), ft32_pct=100 * metrics('r32_ft_bas')['macs'] / r20,
         ft56_gap=gap('r20_dense', 'r56_ft_bas'), ft56_pct=100 * metrics('r56_ft_bas')['macs'] / r20,
+        ft_only=mcnemar('r32_ft_bas', 'r32_ft_l0')[:2], ft_p=mcnemar('r32_ft_bas', 'r32_ft_l0')[2],
+        t25_only=mcnemar('r20_dense25', 'r32_bas25')[:2], t25_p=mcnemar('r20_dense25', 'r32_bas25')[2],
         n_published=sum(1 for d in CK.iterdir() if (d / 'metrics.json').is_file()),
     )
 
@@ -49,7 +63,10 @@ BENCH = ('bench/README.md',)
 CLAIMS = [   # (template, pages)
     ("is still {gap15:.1f} points below the dense ResNet-20 ({r32_bas:.1f}% at {r32_bas_pct:.0f}% of its MACs, against {r20_dense:.1f}%)", INDEX),
     ("{gap5:.1f}, {gap8:.1f}, {gap15:.1f} and {gap25:.1f} points after 5, 8, 15 and 25 epochs (25 epochs: {r32_bas25:.1f}% against {r20_dense25:.1f}%)", INDEX),
-    ("are {ft_diff:.1f} points apart (one run each)", INDEX),
+    ("are {ft_diff:.1f} points apart (one run each; McNemar's test on the 5,000 hold-out images: p = {ft_p:.2f}, no difference shown)", INDEX),
+    ("(one run each; McNemar's test on the hold-out images: p = {ft_p:.2f}, no difference shown;", TUTORIAL),
+    ("{ft_only[0]} are right only with batch-shaping and {ft_only[1]} only without (McNemar's exact test p = {ft_p:.2f};", BENCH),
+    ("{t25_only[0]} images right only for the dense network against {t25_only[1]}: p = {t25_p:.0e}", BENCH),
     ("collapsed ({r56_l0:.1f}% against {r56_bas:.1f}%, at {r56_l0_m:.1f} M against {r56_bas_m:.1f} M MACs)", INDEX),
     ("{gn8:.1f}% against {d8:.1f}% after 8 epochs and {gn15:.1f}% against {r20_dense:.1f}% after 15", INDEX),
     ("(λ = 0) it is still {gn8_nol1_gap:.1f} points below", INDEX),
@@ -85,6 +102,12 @@ def test_claim_follows_the_published_runs(template, pages):
     want = norm(template.format(**values()))
     for page in pages:
         assert want in page_text(page), f"{page} does not state, from the published runs: {want!r}"
+
+
+def test_differences_stated_follow_the_tests():
+    "'no difference shown' only where McNemar's p > 0.05; a gap called real only where p < 0.05"
+    v = values()
+    assert v['ft_p'] > 0.05 and v['t25_p'] < 0.05, (v['ft_p'], v['t25_p'])
 
 
 def test_the_claims_can_fail():
