@@ -254,6 +254,7 @@ def publish(names:list):
         if not cfg.get('vocab'): cfg['vocab'] = CIFAR10_CLASSES   # runs started before config.json recorded them: eval then checks the data's classes
         if cfg.get('init'): cfg['init'] = f"checkpoints/cifar10/{Path(cfg['init']).name.removeprefix('study2_')}"   # where the parent is published
         (dst / 'config.json').write_text(json.dumps(cfg, indent=2))
+        predictions([name], force=True)   # its hold-out predictions, for paired tests (valid_preds.json)
     rows = []
     for d in sorted(PUBLISH.iterdir()):
         if not d.is_dir(): continue
