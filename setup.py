@@ -42,6 +42,8 @@ setuptools.setup(
     url = cfg['git_url'],
     packages = setuptools.find_packages(include=[cfg['lib_path'], cfg['lib_path']+'.*']),
     include_package_data = True,
+    # data files inside the package: bsgate/pretrained.json, the registry of the published runs (bsgate.pretrained)
+    package_data = {cfg['lib_path']: ['*.json']},
     install_requires = requirements,
     extras_require={ 'dev': dev_requirements },
     dependency_links = cfg.get('dep_links','').split(),

@@ -4,7 +4,7 @@
 
 # %% ../nbs/13_analysis.ipynb #94326ad3
 from __future__ import annotations
-import json, dataclasses
+import json, dataclasses, warnings
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -19,9 +19,11 @@ import matplotlib.pyplot as plt
 from .shaping import BetaPrior, batch_shaping_loss
 from .macs import MacCounter, dense_macs
 from .callbacks import find_gates, unwrap
-from .data.core import IGNORE_INDEX
+from .data.core import IGNORE_INDEX, TensorImages, image_dls
+from .data.imagenet import ImageFiles, imagenet_tfms
 from .learner import Preset, get_preset, build_model, LEARNERS
 from fastai.data.core import DataLoaders
+from fastai.vision.core import cifar_stats, imagenet_stats
 from .train import preset_dls, preset_eval_dl, read_config, load_run_weights, check_vocab, data_vocab, _precheck_vocab
 
 # %% auto #0
@@ -374,25 +376,41 @@ def summary(rec:GateRecord, threshold:float=0.) -> dict:
     return res
 
 # %% ../nbs/13_analysis.ipynb #d0f39a81
+def _predict_dls(p:Preset, vocab:list|None, bs:int, device=None) -> DataLoaders:
+    "`DataLoaders` without images that prepare a user's images as the run's validation images were (for `predict`, `test_dl`)"
+    if p.task != 'classification' or p.dataset not in ('cifar10', 'imagenet'):
+        raise ValueError(f"load_run: without `data` only image classifiers load (to predict); {p.name} is a {p.task} run on "
+                         f"{p.dataset}: give data=")
+    if vocab is None:
+        warnings.warn("load_run: the run's config.json records no class names (written by an older bsgate): classes are named by their index")
+        vocab = [str(i) for i in range(p.num_classes)]
+    if p.dataset == 'cifar10': ds, stats = TensorImages(np.zeros((0, p.size, p.size, 3), np.uint8), [], vocab, 1, 'no data'), cifar_stats
+    else: ds, stats = ImageFiles([], [], vocab, imagenet_tfms(p.size, False), 1, 'no data'), imagenet_stats
+    return image_dls(ds, ds, bs, stats=stats, num_workers=0, device=device)
+
 def load_run(folder,                  # a bsgate_train output folder (config.json, model.pth or checkpoint.pth)
-             data=None,               # the dataset: folder or archive (None: fastai's download, where there is one)
+             data=None,               # the dataset: folder or archive (None: no data, a Learner that predicts on your images)
              split:str|None=None,     # None: the validation split training used; else a split of data ('test', 'val', ...)
              limit:int|None=None,     # at most this many images (seeded; the run's own limit gives its exact validation images)
              bs:int|None=None,        # batch size (default: the preset's)
              device=None,             # where batches and model go (None: the GPU if there is one)
             ):
-    "The fastai `Learner` of a trained run, with its weights, validating on the split training used (or `split`)"
+    "The fastai `Learner` of a trained run, with its weights, validating on the split training used (or `split`) of `data`"
     out = Path(folder)
     cfg = out / 'config.json'
     if not cfg.is_file(): raise FileNotFoundError(f"load_run: no {cfg}; `folder` must be a bsgate_train output folder")
     p, saved = read_config(cfg, 'load_run')
     sd = load_run_weights(out, 'load_run')   # model.pth, else (with a warning) the last readable checkpoint
-    _precheck_vocab(p, saved, data, split, 'load_run')
-    if split is None: dls = preset_dls(dataclasses.replace(p, bs=bs or p.bs), data, limit, device=device)
+    if data is None:
+        if split is not None or limit is not None: raise ValueError("load_run: `split` and `limit` choose images of `data`: give data=")
+        dls = _predict_dls(p, saved.get('vocab'), bs or p.bs, device)
     else:
-        dl = preset_eval_dl(p, data, split, limit, bs, device=device)
-        dls = DataLoaders(dl, dl)
-    check_vocab(saved.get('vocab'), data_vocab(dls), 'load_run')
+        _precheck_vocab(p, saved, data, split, 'load_run')
+        if split is None: dls = preset_dls(dataclasses.replace(p, bs=bs or p.bs), data, limit, device=device)
+        else:
+            dl = preset_eval_dl(p, data, split, limit, bs, device=device)
+            dls = DataLoaders(dl, dl)
+        check_vocab(saved.get('vocab'), data_vocab(dls), 'load_run')
     learn = LEARNERS[p.task][p.dataset](dls, p)
     unwrap(learn.model).load_state_dict(sd)
     learn.model.to(dls.device)

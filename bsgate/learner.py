@@ -4,7 +4,7 @@
 
 # %% ../nbs/10_learner.ipynb #48a778de
 from __future__ import annotations
-import dataclasses, json
+import dataclasses, json, warnings
 from pathlib import Path
 from dataclasses import dataclass, field, asdict
 from functools import partial
@@ -12,7 +12,8 @@ import torch
 from torch import nn, Tensor
 from fastcore.basics import store_attr
 # bsgate first: `bsgate.callbacks` imports fastai without its import-time torch.jit.script FutureWarning
-from .models.resnet import cifar_resnet, imagenet_resnet, from_torchvision
+from .models.resnet import (cifar_resnet, imagenet_resnet, from_torchvision, resnet18, resnet34, resnet50, gated_resnet18,
+                                  gated_resnet34, gated_resnet50, ResNetBody, resnet_split)
 from .models.pspnet import PSPNet, pspnet_loss
 from .models.gaternet import GaterNet
 from .macs import gate_mac_weights
@@ -21,15 +22,20 @@ from .gates import get_gate
 from fastai.learner import Learner, Metric
 from fastai.callback.core import Callback
 from fastai.metrics import accuracy
+from fastai.losses import CrossEntropyLossFlat
+from fastai.vision.core import imagenet_stats
+from fastai.vision.learner import model_meta
 from fastai.optimizer import OptimWrapper
 from fastai.callback.schedule import ParamScheduler, SchedNo, SchedCos
 
 # %% auto #0
-__all__ = ['GATERNET', 'GAMMA_SEG', 'PRESETS', 'LEARNERS', 'Preset', 'get_preset', 'build_model', 'PolyDecay', 'opt_func',
-           'WarmUp', 'lr_schedule', 'load_weights', 'ConfusionMetric', 'MeanIoU', 'PixelAccuracy', 'GroupWD',
-           'gated_learner', 'cifar_learner', 'imagenet_learner', 'segmentation_learner']
+__all__ = ['RUN_KEYS', 'GATERNET', 'GAMMA_SEG', 'PRESETS', 'LEARNERS', 'RESNET_META', 'Preset', 'get_preset', 'build_model',
+           'PolyDecay', 'opt_func', 'WarmUp', 'lr_schedule', 'load_weights', 'ConfusionMetric', 'MeanIoU',
+           'PixelAccuracy', 'GroupWD', 'gated_learner', 'cifar_learner', 'imagenet_learner', 'segmentation_learner']
 
 # %% ../nbs/10_learner.ipynb #e3f2c2cc
+RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision', 'land')   # what a run's config.json records besides the preset's fields
+
 @dataclass(frozen=True)
 class Preset:
     "One experiment: network, data, optimisation and gating hyper-parameters (frozen; override with `dataclasses.replace`)"
@@ -70,8 +76,15 @@ class Preset:
     init: str|None = None          # start from these weights (a run folder or .pth; gates may be missing): gating a trained dense network
     def to_json(self) -> str: return json.dumps(asdict(self), indent=2)
     @classmethod
-    def from_json(cls, s:str) -> 'Preset':
+    def from_json(cls, s:str|Path) -> 'Preset':
+        "A preset from JSON text or a JSON file, e.g. a run's config.json: its `RUN_KEYS` are skipped, unknown fields named in a warning and ignored"
+        if isinstance(s, Path) or not str(s).lstrip().startswith('{'): s = Path(s).read_text()
         d = json.loads(s)
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known - set(RUN_KEYS))
+        if unknown: warnings.warn(f"Preset.from_json: field(s) {unknown} that this version of bsgate does not know "
+                                  f"(written by a newer version?): ignored")
+        d = {k: v for k, v in d.items() if k in known}
         for k in ('gate_at', 'lr_steps'):
             if d.get(k) is not None: d[k] = tuple(d[k])
         return cls(**d)
@@ -260,13 +273,13 @@ def gated_learner(dls, model:nn.Module, p:Preset, loss_func, metrics:list, cbs=N
 def cifar_learner(dls, preset:str|Preset='cifar10_r20', cbs=None, **overrides) -> Learner:
     "A CIFAR-10 Learner (gated CIFAR ResNet or GaterNet) from a preset"
     p = get_preset(preset, **overrides)
-    return gated_learner(dls, build_model(p), p, nn.CrossEntropyLoss(), [accuracy], cbs)
+    return gated_learner(dls, build_model(p), p, CrossEntropyLossFlat(), [accuracy], cbs)
 
 # %% ../nbs/10_learner.ipynb #35b78148
 def imagenet_learner(dls, preset:str|Preset='imagenette_r18', cbs=None, **overrides) -> Learner:
     "An ImageNet-style Learner (gated torchvision-layout ResNet) from a preset"
     p = get_preset(preset, **overrides)
-    return gated_learner(dls, build_model(p), p, nn.CrossEntropyLoss(), [accuracy], cbs)
+    return gated_learner(dls, build_model(p), p, CrossEntropyLossFlat(), [accuracy], cbs)
 
 # %% ../nbs/10_learner.ipynb #c940dda4
 def segmentation_learner(dls, preset:str|Preset='camvid_pspnet_r50', cbs=None, **overrides) -> Learner:
@@ -277,3 +290,7 @@ def segmentation_learner(dls, preset:str|Preset='camvid_pspnet_r50', cbs=None, *
 
 LEARNERS = {'classification': {'cifar10': cifar_learner, 'imagenet': imagenet_learner},
             'segmentation': {'camvid': segmentation_learner, 'cityscapes': segmentation_learner}}
+
+# %% ../nbs/10_learner.ipynb #ab9911f0
+RESNET_META = {'cut': ResNetBody, 'split': resnet_split, 'stats': imagenet_stats}   # model_meta for bsgate's ImageNet ResNets
+for _arch in (resnet18, resnet34, resnet50, gated_resnet18, gated_resnet34, gated_resnet50): model_meta[_arch] = {**RESNET_META}

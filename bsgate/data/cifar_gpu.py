@@ -10,7 +10,8 @@ from torch import Tensor
 from fastai.torch_core import TensorImage, TensorCategory, default_device
 from fastai.vision.core import cifar_stats
 from fastai.data.core import DataLoaders
-from .core import ImageDataset, ArrayDL
+from fastai.data.transforms import IntToFloatTensor, Normalize
+from .core import ImageDataset, ArrayDL, _is_raw
 from .cifar import cifar_dls
 
 # %% auto #0
@@ -44,7 +45,7 @@ class DeviceImages(ImageDataset):
     def __init__(self, images:Tensor, labels:Tensor, vocab:list, split_idx:int=0, name:str='', pad:int=0, p_flip:float=.5,
                  stats=cifar_stats):
         super().__init__(vocab, split_idx, name)
-        self.images, self.labels, self.pad, self.p_flip = images, labels, pad, p_flip
+        self.images, self.labels, self.pad, self.p_flip, self.stats = images, labels, pad, p_flip, stats
         dev = images.device
         mean, std = (torch.tensor(s, dtype=torch.float32, device=dev).view(1, -1, 1, 1) for s in stats)
         self.scale, self.shift = 1. / (255. * std), -mean / std        # (x/255 - mean)/std = x·scale + shift
@@ -84,6 +85,13 @@ class DeviceDL(ArrayDL):
         self._probing = True
         try: super()._one_pass()
         finally: self._probing = False
+    def new(self, dataset=None, cls=None, **kwargs):
+        "As fastai's; a list of a user's images (`test_dl`, `learn.predict`) gets an `ArrayDL` that makes them as this split's batches"
+        if not _is_raw(dataset): return super().new(dataset, cls, **kwargs)
+        tfms = [IntToFloatTensor(), Normalize.from_stats(*self.dataset.stats, cuda=False)]   # what `batch` does, as transforms
+        res = super().new(self.dataset.test_set(dataset), cls or ArrayDL, after_batch=tfms, **kwargs)
+        res.to(self.device)
+        return res
 
 # %% ../../nbs/09d_data.cifar_gpu.ipynb #01d44df7
 def cifar_device_dls(path=None,                  # folder, .tar.gz or pickles (as cifar_dls)

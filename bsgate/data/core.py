@@ -12,18 +12,21 @@ from torch import Tensor
 from PIL import Image
 try: from torchvision.io import decode_image, ImageReadMode
 except ImportError: decode_image = None   # a torchvision without image decoding: PIL only
+from torchvision.transforms.v2 import functional as TF
 from fastcore.basics import store_attr
+from fastcore.foundation import L
 from fastai.torch_core import TensorImage, TensorCategory, TensorMask, default_device
 from fastai.data.core import TfmdDL, DataLoaders
-from fastai.data.transforms import IntToFloatTensor, Normalize, Category
+from fastai.data.transforms import IntToFloatTensor, Normalize, Category, CategoryMap
 from fastai.vision.core import imagenet_stats
 from fastai.data.external import untar_data
 import fastai.vision.data  # registers `show_batch` for image batches
 
 # %% auto #0
 __all__ = ['IGNORE_INDEX', 'ARCHIVE_EXTS', 'IMAGE_EXTS', 'bsgate_cache', 'check_path', 'is_archive', 'file_key',
-           'extract_archive', 'find_root', 'dataset_root', 'read_image', 'read_mask', 'stratified_split', 'limit_idxs',
-           'ImageDataset', 'TensorImages', 'ArrayDL', 'image_dl', 'image_dls', 'download']
+           'extract_archive', 'find_root', 'dataset_root', 'read_image', 'read_mask', 'to_image', 'stratified_split',
+           'limit_idxs', 'ImageDataset', 'TensorImages', 'ImageItems', 'ImageDL', 'ArrayDL', 'image_dl', 'image_dls',
+           'download']
 
 # %% ../../nbs/09_data.core.ipynb #097ce052
 IGNORE_INDEX = 255   # mask value that segmentation losses and metrics skip
@@ -155,6 +158,30 @@ def read_mask(path:str|Path, name:str) -> np.ndarray:
     if a.max(initial=0) > 255 or a.min(initial=0) < 0: raise ValueError(f"{name}: label image {path} has ids outside 0..255")
     return a.astype(np.uint8)
 
+# %% ../../nbs/09_data.core.ipynb #26549306
+def to_image(o,                # an image file (path or bytes), a PIL image, an (H, W[, C]) array or a (C, H, W) tensor
+             name:str='image', # what to call it in messages
+            ) -> Tensor:
+    "A user's image as an RGB (3, H, W) uint8 tensor: files decoded, gray and RGBA made RGB, float pixels in [0, 1] scaled to 0–255"
+    if isinstance(o, (str, Path, bytes, bytearray)): return read_image(o, name)
+    shape = tuple(getattr(o, 'shape', ()))
+    if isinstance(o, Image.Image): o = np.asarray(o.convert('RGB'))
+    if isinstance(o, np.ndarray):
+        if o.ndim == 2: o = o[..., None]
+        x = torch.from_numpy(np.array(o)).permute(2, 0, 1) if o.ndim == 3 else None   # a copy: the caller's array may be read-only
+    elif isinstance(o, Tensor):
+        x = o.detach().cpu().as_subclass(Tensor)
+        if x.ndim == 2: x = x[None]
+    else: raise TypeError(f"{name}: cannot make an image of a {type(o).__name__}; give a file path, a PIL image, an array or a tensor")
+    if x is None or x.ndim != 3 or x.shape[0] not in (1, 3, 4):
+        raise ValueError(f"{name}: expected a (C, H, W) tensor or an (H, W, C) array with 1, 3 or 4 channels, got shape {shape}")
+    if x.is_floating_point():
+        if x.numel() and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"{name}: float pixels must be in [0, 1], got {x.min().item():.3g}..{x.max().item():.3g}")
+        x = (x * 255).round().to(torch.uint8)
+    elif x.dtype != torch.uint8: raise ValueError(f"{name}: expected uint8 or float pixels, got {x.dtype}")
+    return (x.expand(3, -1, -1) if x.shape[0] == 1 else x[:3]).contiguous()
+
 # %% ../../nbs/09_data.core.ipynb #9335a4a9
 def stratified_split(labels,            # (N,) class index of each item
                      valid_pct:float=0.1, # share of each class that goes to validation (rounded per class)
@@ -181,13 +208,23 @@ def limit_idxs(n:int,            # number of items
     return np.sort(np.random.default_rng([seed, n]).choice(n, limit, replace=False))
 
 # %% ../../nbs/09_data.core.ipynb #6278a2aa
+def _category_map(vocab) -> CategoryMap|list:
+    "Class names as fastai's `CategoryMap` (what fastai's `dls.vocab` is, e.g. for `ClassificationInterpretation`), in their order"
+    if isinstance(vocab, CategoryMap): return vocab
+    m = CategoryMap(list(vocab), sort=False)
+    return m if len(m) == len(vocab) else list(vocab)   # repeated names: kept as given
+
 class ImageDataset:
     "Base of the loaders' datasets: `fields` (parallel arrays, one entry per item) plus what fastai looks for"
     fields = ()
+    n_inp = 1                              # fastai: an item's first element is the input, the rest its targets
+    types = (TensorImage, TensorCategory)  # an item's types, for fastai's decoding when there is no item to look at
     def __init__(self, vocab:list,       # class names
                  split_idx:int=0,        # 0: training (augmented), 1: validation/evaluation (deterministic)
                  name:str='',            # what this split is, for logs (e.g. "train[hold-out 10%, seed 0]")
-                ): store_attr()
+                ):
+        store_attr('split_idx,name')
+        self.vocab = _category_map(vocab)
     @property
     def c(self) -> int: return len(self.vocab)
     def __len__(self): return len(getattr(self, self.fields[0]))
@@ -197,12 +234,23 @@ class ImageDataset:
         for f in self.fields: setattr(res, f, getattr(self, f)[np.asarray(idxs, dtype=np.int64)])
         return res
     def new_empty(self): return self.subset([])
+    def test_tfms(self):
+        "How an image from outside is made like this split's: the split's own per-item `tfms`, else a resize to its `size`, else nothing"
+        if getattr(self, 'tfms', None) is not None: return self.tfms
+        size = getattr(self, 'size', None)
+        return None if size is None else _ResizeCrop(size)
+    def test_set(self, items) -> 'ImageItems':
+        "A user's images (files, PIL images, arrays, tensors) as an unlabelled `ImageItems`, made like this split's images"
+        return ImageItems(items, self.vocab, self.test_tfms())
     def decode(self, o, full=True):
-        "Class index → `Category` (class name); a mask gets the class names as `codes`; as `show_batch` wants them"
-        x, y = o
-        if isinstance(y, TensorCategory): return x, Category(self.vocab[int(y)])
-        if isinstance(y, TensorMask): y.codes = self.vocab
-        return x, y
+        "Class indices (targets or predictions) → `Category` (class names); masks get the class names as `codes`; as `show_batch` wants them"
+        x, *ys = o
+        return (x, *[self._decode_y(y) for y in ys])
+    def _decode_y(self, y):
+        if isinstance(y, TensorMask): y.codes = self.vocab; return y
+        if isinstance(y, (int, np.integer)) or (isinstance(y, Tensor) and y.ndim == 0 and not y.is_floating_point()):
+            return Category(self.vocab[int(y)])
+        return y
     def __repr__(self): return f"{type(self).__name__}({self.name!r}, n={len(self)}, c={self.c})"
 
 # %% ../../nbs/09_data.core.ipynb #9aec1dfe
@@ -212,6 +260,8 @@ class TensorImages(ImageDataset):
     def __init__(self, images:np.ndarray, labels:np.ndarray, vocab:list, split_idx:int=0, name:str=''):
         super().__init__(vocab, split_idx, name)
         self.images, self.labels = images, np.asarray(labels, dtype=np.int64)
+    @property
+    def size(self) -> tuple: return tuple(self.images.shape[1:3])
     def __getitem__(self, i):
         return TensorImage(torch.from_numpy(self.images[i]).permute(2, 0, 1)), TensorCategory(self.labels[i])
     def batch(self, idxs):
@@ -220,8 +270,60 @@ class TensorImages(ImageDataset):
         return (TensorImage(torch.from_numpy(self.images[i]).permute(0, 3, 1, 2).contiguous()),
                 TensorCategory(torch.from_numpy(self.labels[i])))
 
+# %% ../../nbs/09_data.core.ipynb #fc3bfbd1
+class _ResizeCrop:
+    "Resize a (C, H, W) image to cover `size` (h, w), keeping its aspect ratio, and crop its centre to `size` (picklable)"
+    def __init__(self, size): self.size = (size, size) if isinstance(size, int) else tuple(int(s) for s in size)
+    def __call__(self, x:Tensor) -> Tensor:
+        (h, w), (ih, iw) = self.size, x.shape[-2:]
+        if (ih, iw) == (h, w): return x
+        s = max(h / ih, w / iw)
+        x = TF.resize(x, [max(h, round(ih * s)), max(w, round(iw * s))], antialias=True)
+        return TF.center_crop(x, [h, w])
+    def __repr__(self): return f"resize and centre-crop to {self.size[0]}x{self.size[1]}"
+
+def _object_array(items) -> np.ndarray:
+    "`items` as a 1-d object array (one entry per image, whatever each is)"
+    if isinstance(items, (str, Path, bytes, Image.Image)) or (isinstance(items, (Tensor, np.ndarray)) and items.ndim in (2, 3)
+                                                              and items.dtype != object): items = [items]   # one image
+    items = list(items)
+    res = np.empty(len(items), dtype=object)
+    for i, o in enumerate(items): res[i] = o
+    return res
+
+class ImageItems(ImageDataset):
+    "A user's unlabelled images (file paths, PIL images, arrays, tensors) as items `(uint8 TensorImage,)`, each made by `tfms`"
+    fields, types = ('items',), (TensorImage,)
+    def __init__(self, items, vocab:list, tfms=None, name:str='test'):
+        super().__init__(vocab, 1, name)
+        self.items, self.tfms = _object_array(items), tfms
+    def __getitem__(self, i):
+        x = to_image(self.items[i], f"{self.name} image {i}")
+        return (TensorImage(x if self.tfms is None else self.tfms(x)),)
+    def batch(self, idxs, *args, **kwargs):
+        "The items `idxs` as one (n, 3, H, W) uint8 batch (a one-tuple: there are no labels)"
+        xs = [self[int(i)][0] for i in idxs]
+        sizes = sorted({tuple(x.shape[1:]) for x in xs})
+        if len(sizes) > 1: raise ValueError(f"{self.name}: images of different sizes {sizes} cannot make one batch; "
+                                            "predict them one at a time, or resize them to one size")
+        return (TensorImage(torch.stack(xs)),)
+
+# %% ../../nbs/09_data.core.ipynb #abee4e5c
+def _is_raw(dataset) -> bool:
+    "Is `dataset` a plain collection of images (what fastai's `test_dl` hands on), not a dataset?"
+    return dataset is not None and not isinstance(dataset, ImageDataset) and isinstance(dataset, (list, tuple, L, np.ndarray))
+
+class ImageDL(TfmdDL):
+    "A fastai `TfmdDL` over an `ImageDataset`; `new` (fastai's `test_dl`, `learn.predict`) also takes a list of a user's images"
+    def new(self, dataset=None, cls=None, **kwargs):
+        if _is_raw(dataset): dataset = self.dataset.test_set(dataset)
+        return super().new(dataset, cls, **kwargs)
+    def _one_pass(self):
+        if len(self.dataset): return super()._one_pass()
+        self._n_inp, self._types = self.dataset.n_inp, {tuple: list(self.dataset.types)}   # no item to probe: the declared types
+
 # %% ../../nbs/09_data.core.ipynb #25ad5a8c
-class ArrayDL(TfmdDL):
+class ArrayDL(ImageDL):
     "A `TfmdDL` over a dataset with a `batch(idxs)` method: each batch is one lookup, not a collate of items"
     def create_item(self, s): return 0 if s is None else s
     def create_batch(self, b): return self.dataset.batch(b)
@@ -237,9 +339,9 @@ def image_dl(ds,                    # a dataset returning (uint8 TensorImage, ta
              num_workers:int|None=None, # worker processes (None: fastai's default, min(16, CPUs))
              device=None,           # where batches go (None: the GPU if there is one)
              **kwargs) -> TfmdDL:
-    "A fastai `TfmdDL` (`ArrayDL` for in-memory data) whose uint8 batches are made float, augmented and normalised on `device`"
+    "A fastai `ImageDL` (`ArrayDL` for in-memory data) whose uint8 batches are made float, augmented and normalised on `device`"
     after_batch = [IntToFloatTensor(), *aug, Normalize.from_stats(*stats, cuda=False)]
-    dl = (ArrayDL if hasattr(ds, 'batch') else TfmdDL)(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, after_batch=after_batch,
+    dl = (ArrayDL if hasattr(ds, 'batch') else ImageDL)(ds, bs=bs, shuffle=shuffle, drop_last=drop_last, after_batch=after_batch,
                                                        num_workers=num_workers, **kwargs)
     dl.to(default_device() if device is None else device)
     return dl

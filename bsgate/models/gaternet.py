@@ -108,7 +108,7 @@ def _check_gate_at(gate_at) -> tuple:
 class GaterNet(nn.Module):
     "GaterNet: a CIFAR ResNet backbone whose channel gates all come from one separate gater network"
     def __init__(self,
-                 depth:int=20,          # depth of the backbone CIFAR ResNet: 20, 32, 44, 56 or 110
+                 depth:int=20,          # depth of the backbone CIFAR ResNet: 6n+2 (20, 32, 56, ...)
                  gater_depth:int=20,    # depth of the gater's CIFAR ResNet feature extractor
                  bottleneck:int=8,      # width of the gater's bottleneck FC
                  gate_at:tuple=(1,),    # (1,): conv1 output, saves MACs; (2,): GaterNet's placement after conv2 + BN

@@ -14,7 +14,8 @@ from ..gates import share_semhash_mix
 
 # %% auto #0
 __all__ = ['IMAGENET_CONFIGS', 'CIFAR_DEPTHS', 'PadShortcut', 'GatedResNet', 'imagenet_resnet', 'resnet18', 'resnet34',
-           'resnet50', 'from_torchvision', 'cifar_resnet']
+           'resnet50', 'from_torchvision', 'hub_weights', 'gated_resnet18', 'gated_resnet34', 'gated_resnet50',
+           'ResNetBody', 'resnet_split', 'cifar_resnet']
 
 # %% ../../nbs/06_models.resnet.ipynb #637add39
 class PadShortcut(nn.Module):
@@ -58,14 +59,11 @@ class GatedResNet(nn.Module):
         self.stem_type, self.in_chans, self.expansion = stem, in_chans, expansion
         self.groups, self.base_width, self.dilation = groups, width_per_group, 1
         self.inplanes = widths[0] if stem == 'cifar' else 64
-        if stem == 'imagenet':
-            self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
-            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
-        else:
-            self.conv1 = conv3x3(in_chans, self.inplanes)
-            self.maxpool = nn.Identity()
+        if stem == 'imagenet': self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
+        else: self.conv1 = conv3x3(in_chans, self.inplanes)
         self.bn1 = norm_layer(self.inplanes)
         self.relu = nn.ReLU(inplace=True)
+        self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1) if stem == 'imagenet' else nn.Identity()
         blk = dict(expansion=expansion, gate_layer=gate_layer, gate_at=gate_at)
         for i, (n, w) in enumerate(zip(layers, widths)):
             stride = 1 if i == 0 else 2
@@ -158,20 +156,28 @@ def imagenet_resnet(depth:int=18, **kwargs) -> GatedResNet:
         raise ValueError(f"imagenet_resnet: unsupported depth {depth!r}; supported: {sorted(IMAGENET_CONFIGS)}")
     return GatedResNet(**{**IMAGENET_CONFIGS[depth], **kwargs})
 
+def _resnet(depth:int, pretrained, **kwargs) -> GatedResNet:
+    "`imagenet_resnet(depth)`, or with `pretrained` torchvision's weights: True the local torch.hub file, else a path or state dict"
+    if pretrained is False or pretrained is None: return imagenet_resnet(depth, **kwargs)
+    return from_torchvision(depth, hub_weights(depth) if pretrained is True else pretrained, **kwargs)
+
 # %% ../../nbs/06_models.resnet.ipynb #93e6fbf0
-def resnet18(**kwargs) -> GatedResNet:
+def resnet18(pretrained=False, # True: torchvision's ImageNet weights from the local torch.hub cache; or a path to a saved state dict
+             **kwargs) -> GatedResNet:
     "ResNet-18 (BasicBlock, 2-2-2-2), torchvision layout"
-    return imagenet_resnet(18, **kwargs)
+    return _resnet(18, pretrained, **kwargs)
 
 # %% ../../nbs/06_models.resnet.ipynb #b9ef3f1c
-def resnet34(**kwargs) -> GatedResNet:
+def resnet34(pretrained=False, # True: torchvision's ImageNet weights from the local torch.hub cache; or a path to a saved state dict
+             **kwargs) -> GatedResNet:
     "ResNet-34 (BasicBlock, 3-4-6-3), torchvision layout"
-    return imagenet_resnet(34, **kwargs)
+    return _resnet(34, pretrained, **kwargs)
 
 # %% ../../nbs/06_models.resnet.ipynb #14c86c58
-def resnet50(**kwargs) -> GatedResNet:
+def resnet50(pretrained=False, # True: torchvision's ImageNet weights from the local torch.hub cache; or a path to a saved state dict
+             **kwargs) -> GatedResNet:
     "ResNet-50 (Bottleneck, 3-4-6-3), torchvision layout"
-    return imagenet_resnet(50, **kwargs)
+    return _resnet(50, pretrained, **kwargs)
 
 # %% ../../nbs/06_models.resnet.ipynb #61ffcb09
 def _load_weights_file(p:Path) -> dict:
@@ -209,6 +215,61 @@ def from_torchvision(depth:int,                # 18, 34, 50 or 101
         raise ValueError(f"from_torchvision: the weights do not fit resnet{depth}: missing {bad_missing[:5]}"
                          f"{'...' if len(bad_missing) > 5 else ''}, unexpected {res.unexpected_keys[:5]}")
     return model
+
+# %% ../../nbs/06_models.resnet.ipynb #dc9ff93f
+def hub_weights(depth:int, # 18, 34, 50 or 101
+               ) -> Path:
+    "torchvision's ImageNet weights for ResNet-`depth` in torch.hub's cache (`$TORCH_HOME/hub/checkpoints`); never downloaded"
+    import torchvision.models as tvm
+    ws = tvm.get_model_weights(f'resnet{depth}')
+    d = Path(torch.hub.get_dir()) / 'checkpoints'
+    names = list(dict.fromkeys(Path(w.url).name for w in [ws.DEFAULT, *ws]))   # the default weights first
+    for n in names:
+        if (d / n).is_file(): return d / n
+    raise FileNotFoundError(f"resnet{depth}(pretrained=True): torchvision's ImageNet weights are not on this machine (no "
+                            f"{' or '.join(names)} in {d}), and bsgate downloads nothing. Copy {names[0]} (from {ws.DEFAULT.url}) "
+                            f"into {d}, or set TORCH_HOME to a folder whose hub/checkpoints holds it, or pass pretrained='PATH' "
+                            f"(a saved torchvision ResNet-{depth} state dict)")
+
+# %% ../../nbs/06_models.resnet.ipynb #f15366a5
+def gated_resnet18(pretrained=False, # as resnet18's
+                   gate_layer='channel', # the gate (see bsgate.gates.GATES)
+                   **kwargs) -> GatedResNet:
+    "`resnet18` with channel gates: the gated network as one name (fastai's `vision_learner` takes a name, no arguments)"
+    return resnet18(pretrained, gate_layer=gate_layer, **kwargs)
+
+# %% ../../nbs/06_models.resnet.ipynb #34c06c56
+def gated_resnet34(pretrained=False, gate_layer='channel', **kwargs) -> GatedResNet:
+    "`resnet34` with channel gates"
+    return resnet34(pretrained, gate_layer=gate_layer, **kwargs)
+
+# %% ../../nbs/06_models.resnet.ipynb #c78e1354
+def gated_resnet50(pretrained=False, gate_layer='channel', **kwargs) -> GatedResNet:
+    "`resnet50` with channel gates"
+    return resnet50(pretrained, gate_layer=gate_layer, **kwargs)
+
+# %% ../../nbs/06_models.resnet.ipynb #6e44b95c
+class ResNetBody(nn.Sequential):
+    "A `GatedResNet`'s body for fastai's head: its stem modules and stages (its gates with them), without pooling and classifier"
+    def __init__(self, m:GatedResNet):
+        super().__init__(m.conv1, m.bn1, m.relu, m.maxpool, *m.stages)
+        self.stem_type = m.stem_type
+    in_chans = property(lambda self: self[0].in_channels)
+    min_size = property(lambda self: 32 if self.stem_type == 'imagenet' else 4)
+    def gate_modules(self) -> list:
+        "The gate modules of the stages, in forward order"
+        return [g for s in list(self.children())[4:] for b in s for g in b.gate_modules()]
+    def forward(self, x:Tensor) -> Tensor:
+        GatedResNet._check_input(self, x)
+        if self.training: share_semhash_mix(self.gate_modules(), x.shape[0], x.device)
+        return super().forward(x)
+
+# %% ../../nbs/06_models.resnet.ipynb #51cbdcaa
+def resnet_split(m:nn.Module) -> list:
+    "Parameter groups of `nn.Sequential(ResNetBody, head)` (fastai's `_resnet_split`): stem to `layer2`, the later stages, the head"
+    body = list(m[0].children())
+    return [[p for o in body[:6] for p in o.parameters()], [p for o in body[6:] for p in o.parameters()],
+            [p for o in list(m.children())[1:] for p in o.parameters()]]
 
 # %% ../../nbs/06_models.resnet.ipynb #332dc6fa
 CIFAR_DEPTHS = (20, 32, 44, 56, 110)   # He et al.'s depths; any 6n+2 ≥ 8 builds (ResNet-8, -14 for a curve of dense costs)
