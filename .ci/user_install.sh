@@ -167,5 +167,46 @@ for i, (lang, src) in enumerate(blocks):
 assert n >= 3, f"only {n} python blocks in README.md"
 EOF
 echo "--- README.md's Python snippets: ok ($(el "$T")s)"
+# A fastai user after `fit` (issue 25 items 1, 2, 6), from the wheel: a published run by name (from this clone's
+# checkpoints through a file:// URL, as from the hosted files), predict on an image file, a PIL image and a tensor,
+# export/load_learner; and vision_learner with a gated bsgate ResNet, trained with the gate callbacks.
+T=$(date +%s.%N)
+BSGATE_PRETRAINED_URL="file://$ROOT/checkpoints" BSGATE_CACHE="$UI/cache" "$V/bin/python" - <<'EOF'
+import warnings, numpy as np, torch
+from PIL import Image
+from torch.utils.data import TensorDataset
+from fastai.data.core import DataLoaders
+from fastai.vision.core import PILImage
+from fastai.learner import load_learner
+from fastai.losses import CrossEntropyLossFlat
+from fastai.vision.learner import vision_learner
+import bsgate.pretrained as P
+from bsgate.models import gated_resnet18
+from bsgate.callbacks import gate_callbacks, gate_metrics, find_gates
+assert 'cifar10/r32_bas' in P.list_pretrained(), P.list_pretrained()
+learn = P.load('cifar10/r20_dense')
+learn.no_bar().__enter__()   # a script: no progress bars in the log
+Image.fromarray(np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)).save('img.png')
+for x in ('img.png', PILImage.create('img.png'), torch.rand(3, 32, 32)):
+    label, idx, probs = learn.predict(x)
+    assert label in learn.dls.vocab and probs.shape == (10,) and abs(float(probs.sum()) - 1) < 1e-4, (label, probs)
+learn.export('exported.pkl')
+l2 = load_learner('exported.pkl')
+with l2.no_bar(): assert l2.predict('img.png')[0] == learn.predict('img.png')[0]
+print(f"    pretrained 'cifar10/r20_dense': predict on a file, a PILImage and a tensor ('{label}'), export/load_learner: ok")
+g = torch.Generator().manual_seed(0)
+def bright(n): x = torch.randn(n, 3, 64, 64, generator=g); return TensorDataset(x, (x.mean((1, 2, 3)) > 0).long())
+dls = DataLoaders.from_dsets(bright(32), bright(16), bs=8, device='cpu')
+vl = vision_learner(dls, gated_resnet18, pretrained=False, n_out=2, loss_func=CrossEntropyLossFlat(),
+                    cbs=gate_callbacks(lam=0.5), metrics=gate_metrics())
+before = [q.detach().clone() for gm in find_gates(vl.model) for q in gm.parameters()]
+with vl.no_bar(), vl.no_logging(), warnings.catch_warnings():
+    warnings.simplefilter('ignore'); vl.fit(1, 1e-3)
+after = [q for gm in find_gates(vl.model) for q in gm.parameters()]
+assert any(not torch.equal(a, b) for a, b in zip(before, after)), "the gates did not train"
+assert 0 < vl.gate_stats.mac_frac <= 1.01, vl.gate_stats.mac_frac
+print(f"    vision_learner(gated_resnet18) with gate_callbacks: gates trained, mac_frac {vl.gate_stats.mac_frac:.3f}: ok")
+EOF
+echo "--- a published run by name, fastai's inference API, vision_learner: ok ($(el "$T")s)"
 if (( ${#PROBLEMS[@]} )); then printf '    %s\n' "${PROBLEMS[@]}" >&2; fail "${#PROBLEMS[@]} problem(s), above"; fi
 echo "=== user install: ok in $(el "$T_START")s (venv $(du -sh "$V" | cut -f1), fastai $(grep -i '^fastai==' "$UI/freeze.txt" | cut -d= -f3), fastcore $(grep -i '^fastcore==' "$UI/freeze.txt" | cut -d= -f3))"
