@@ -271,6 +271,8 @@ def publish(names:list):
     if start in text: text = text[:text.index(start)] + start + '\n' + table + '\n' + end + text[text.index(end) + len(end):]
     else: text += f"\n{start}\n{table}\n{end}\n"
     readme.write_text(text)
+    from bsgate.pretrained import write_registry
+    print(f"registry of published runs rewritten: {write_registry(PUBLISH.parent)}")   # what bsgate.pretrained fetches
     print(table)
 
 def predictions(names:list, force:bool=False) -> dict:
