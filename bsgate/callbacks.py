@@ -99,6 +99,17 @@ class _TrainTerm(Callback):
         if getattr(self, '_n', 0): return float(self._sum / self._n)
         return 0. if getattr(self, '_n_off', 0) else float('nan')
 
+def _fit8(v:float) -> str:
+    "`v` in at most 8 characters: six decimals, fewer as it grows, then `1.23e+08`"
+    for d in range(6, -1, -1):
+        s = f'{v:.{d}f}'
+        if len(s) <= 8: return s
+    return f'{v:.2e}'
+
+class _Column(float):
+    "A metric value that fastai's progress table (`f'{v:.6f}'`, in columns as wide as their names, at least 8) shows in at most 8 characters"
+    def __format__(self, spec:str) -> str: return _fit8(float(self)) if spec == '.6f' else float.__format__(self, spec)
+
 class TrainTermMetric(Metric):
     "A recorder column showing the epoch mean of a training term kept by the callback `learn.<attr>`"
     def __init__(self, attr:str, name:str|None=None): self.attr, self._name = attr, name or attr
@@ -107,7 +118,7 @@ class TrainTermMetric(Metric):
     @property
     def value(self):
         cb = getattr(getattr(self, 'learn', None), self.attr, None)
-        return cb.epoch_mean if cb is not None else None
+        return _Column(cb.epoch_mean) if cb is not None else None
     @property
     def name(self): return self._name
 
@@ -361,16 +372,24 @@ class GateMetric(Metric):
     @property
     def value(self):
         v = getattr(getattr(getattr(self, 'learn', None), 'gate_stats', None), self.attr, None)
-        return None if v is None else v * self.scale
+        return None if v is None else _Column(v * self.scale)
     @property
     def name(self): return self._name
 
 # %% ../nbs/08_callbacks.ipynb #520ed35d
-def gate_callbacks(gamma:float=0.75, lam:float=0., warmup:float=0.2, ramp_end:float=0.6, tau:float|None=None,
+def gate_callbacks(gamma:float=0.75, lam:float|None=None, warmup:float=0.2, ramp_end:float=0.6, tau:float|None=None,
                    prior:BetaPrior|None=None, macs=None, target:float|None=None, schedule:bool=True, stats:bool=True,
                    budget:str='layer', reduction:str='sum', bn_recal:int=0,
                    total_epochs:int|None=None) -> list:
     "The callbacks that train a gated model the paper's way (see `paper_schedules`, `L0Penalty` for `macs`, `target`, `budget`; `BNRecalibration`)"
+    if not lam and (lam is None or target is not None):
+        warnings.warn(f"gate_callbacks: {'no `lam` given, so λ = 0' if lam is None else 'λ = 0'}"
+                      f"{' and no `target`' if target is None else ', so the `target` has no effect'}: batch-shaping shapes the gates "
+                      "but nothing pushes them closed, and training saves no compute. Pass `lam` (the paper's L0 weight; the presets "
+                      "use 0.5), or `target=F, macs=gate_mac_weights(model, input_size), lam=1` to hold the network at F of its "
+                      "dense MACs" + ("; `lam=0` trains with batch-shaping alone and does not warn" if target is None else ""),
+                      UserWarning, stacklevel=2)
+    lam = lam or 0.
     cbs = [GateCollector(), BatchShaping(gamma, prior, reduction=reduction), L0Penalty(lam if not schedule else 0., macs, target, budget), NoGateWD()]
     if schedule: cbs.append(GateScheduler(paper_schedules(gamma, lam, warmup, ramp_end, tau), total_epochs))
     if stats: cbs.append(GateStats())
@@ -434,7 +453,7 @@ class BNRecalibration(Callback):
 def calibrate_gates(model:nn.Module,   # a gated network whose gates have `fc2` (ChannelGate, BlockGate)
                     batches,           # calibration inputs: an iterable of batches or (input, target, ...) tuples
                     target:float,      # the fraction of the dense MACs the inference gates should cost
-                    macs:GateMACs,     # the network's MAC model (`gate_mac_weights`)
+                    macs:GateMACs,     # the network's MAC model (gate_mac_weights)
                     n_batches:int=50,  # how many batches to collect logits on
                     tol:float=1e-3,    # stop when the measured cost is this close to `target`
                     rounds:int=8,      # at most this many shift-and-measure rounds
