@@ -4,24 +4,30 @@
 
 # %% ../nbs/11_train.ipynb #3ff955f8
 from __future__ import annotations
-import os, sys, json, math, time, errno, shutil, random, argparse, tempfile, warnings, dataclasses
-from pathlib import Path
+import os, sys, json, math, time, errno, shlex, shutil, random, signal, socket, argparse, tempfile, threading, warnings, dataclasses
+from contextlib import contextmanager, ExitStack
+from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 from torch import nn
-from .learner import Preset, PRESETS, get_preset, LEARNERS, load_weights   # before fastai: quiet import (`bsgate.callbacks`)
+from .learner import Preset, PRESETS, get_preset, LEARNERS, load_weights, build_model   # before fastai: quiet import (`bsgate.callbacks`)
 from fastcore.script import call_parse, anno_parser
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.torch_core import set_seed
+from .data.core import IMAGE_EXTS, bsgate_cache
 from .data.cifar import cifar_dls, cifar_eval_dl
-from .callbacks import unwrap, GateCollector, BUDGETS, calibrate_gates
+from .macs import gate_mac_weights
+from .callbacks import unwrap, GateCollector, TrainTermMetric, BUDGETS, calibrate_gates, recalibrate_bn, open_target
+try: import fcntl
+except ImportError: fcntl = None   # Windows: no run lock (RunLock does nothing)
 
 # %% auto #0
-__all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'strict_json', 'torch_save',
-           'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab',
-           'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'check_options',
+__all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'GATE_BIAS_MAX', 'SANE_WEIGHT', 'default_pipeline', 'preset_dls', 'preset_eval_dl',
+           'strict_json', 'torch_save', 'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab',
+           'check_classes', 'check_vocab', 'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged',
+           'StopOnNaN', 'RunLock', 'finished_run', 'Interrupted', 'check_options', 'check_image_size',
            'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining', 'EpochLine', 'train', 'evaluate',
            'normalize_argv', 'train_main', 'evaluate_main']
 
@@ -94,14 +100,25 @@ def torch_save(obj, path:str|Path):
     with open(path, 'wb') as f: torch.save(obj, f)
 
 # %% ../nbs/11_train.ipynb #43a7671e
+def _umask() -> int:
+    "The process's umask, read without changing it where Linux's /proc allows"
+    try:
+        for l in Path('/proc/self/status').read_text().splitlines():
+            if l.startswith('Umask:'): return int(l.split()[1], 8)
+    except (OSError, ValueError, IndexError): pass
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 def atomic_write(path:str|Path,   # the file to (re)place
                  write,           # write(tmp) writes the content to the temporary path tmp
                  keep_old:str|Path|None=None, # move the file being replaced here first (e.g. checkpoint.prev.pth)
                 ) -> Path:
     "Write `path` through a temporary file in the same folder and `os.replace`: a failure leaves the old file, and no temporary one"
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp'); os.close(fd)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f'.{path.name}.', suffix='.tmp')
     try:
+        try: os.fchmod(fd, 0o666 & ~_umask())   # mkstemp makes 0600 files: the output gets the user's usual mode
+        finally: os.close(fd)
         write(tmp)
         with open(tmp, 'rb+') as f: os.fsync(f.fileno())
         if keep_old is not None and path.exists(): os.replace(path, keep_old)
@@ -126,6 +143,13 @@ def _first_line(e:BaseException) -> str:
     s = (str(e).strip().splitlines() or [''])[0].split('. ')[0]
     return f"{type(e).__name__}: {s}"[:200]
 
+def _remove_stale_tmp(folder:Path) -> list:
+    "Remove the temporary files killed saves left in a run folder (`.NAME.*.tmp`, NAME one of the run's files); return their names"
+    names = ('config.json',) + OUTPUTS
+    stale = sorted(f for f in Path(folder).glob('.*.tmp') if any(f.name.startswith(f'.{n}.') for n in names))
+    for f in stale: f.unlink(missing_ok=True)
+    return [f.name for f in stale]
+
 # %% ../nbs/11_train.ipynb #fd5f15cc
 RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision', 'land')   # what config.json records besides the preset's fields
 
@@ -136,19 +160,66 @@ def save_config(path:str|Path, p:Preset, **run) -> Path:
     return save_json(path, {**dataclasses.asdict(p), **{k: v for k, v in run.items() if k in RUN_KEYS}}, indent=2)
 
 # %% ../nbs/11_train.ipynb #4d70304a
+def _need(ok:bool, opt:str, allowed:str, got, why:str=''):
+    if not ok: raise ValueError(f"--{opt} must be {allowed}, got {got!r}{why}")
+
+def _isnum(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+def _isint(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
+
+GATE_BIAS_MAX = 30.   # |initial gate logit| beyond which σ is 0 or 1 in float32: the gates' gradients vanish
+
+def _check_preset(p:Preset):
+    "Refuse preset values training cannot use, naming the option (`check_options` without the run's own options)"
+    _need(_isint(p.epochs) and p.epochs >= 1, 'epochs', 'an integer ≥ 1', p.epochs)
+    _need(_isint(p.bs) and p.bs >= 2, 'bs', 'an integer ≥ 2', p.bs,
+          ' (batch-shaping compares the images of a batch, and the BatchNorm layers need at least 2 images per batch)')
+    _need(_isnum(p.lr) and p.lr > 0, 'lr', 'a number > 0', p.lr)
+    _need(_isnum(p.gamma) and p.gamma >= 0, 'gamma', 'a number ≥ 0', p.gamma)
+    _need(_isnum(p.lam) and p.lam >= 0, 'lam', 'a number ≥ 0', p.lam)
+    _need(p.mac_target is None or (_isnum(p.mac_target) and 0 < p.mac_target <= 1), 'mac_target', 'a fraction of the dense MACs in (0, 1]', p.mac_target)
+    _need(_isnum(p.lr_warmup) and 0 <= p.lr_warmup < 1, 'lr_warmup', 'a fraction of training in [0, 1)', p.lr_warmup)
+    _need(_isnum(p.gate_bias) and abs(p.gate_bias) <= GATE_BIAS_MAX, 'gate_bias', f'a number in [-{GATE_BIAS_MAX:g}, {GATE_BIAS_MAX:g}]', p.gate_bias,
+          ' (beyond, σ(bias) is 0 or 1 in float32: the gates would start shut or open for good, their gradients vanishing)')
+    _need(_isint(p.bn_recal) and p.bn_recal >= 0, 'bn_recal', 'an integer ≥ 0 (batches)', p.bn_recal)
+    _need(_isint(p.seed) and 0 <= p.seed < 2**32, 'seed', 'an integer in [0, 2³²)', p.seed)
+    _need(p.budget in BUDGETS, 'budget', f"one of {', '.join(BUDGETS)}", p.budget)
+    _need(_isint(p.size) and p.size >= 16, 'size', 'an integer ≥ 16 (pixels)', p.size)
+    if p.dataset == 'cifar10' and p.size != 32:
+        raise ValueError(f"--size: CIFAR-10 images are used at 32×32 as they are; --size applies to the ImageNet and "
+                         f"segmentation presets (got {p.size})")
+    if p.pretrained is not None and p.arch not in ('resnet', 'pspnet'):
+        raise ValueError(f"--pretrained: preset {p.name} ({p.arch}) builds its network from scratch and has no use for torchvision "
+                         f"weights (given: {p.pretrained}); start from a trained run with --init RUN instead")
+
+_KINDS = {'None': 'null', 'int': 'an integer', 'float': 'a finite number', 'str': 'a string', 'bool': 'true or false', 'tuple': 'a list'}
+
+def _field_problem(f:dataclasses.Field, v) -> str|None:
+    "What is wrong with `v` as the value of the preset field `f`, from its annotation (None: nothing)"
+    kinds = [t.strip() for t in str(f.type).split('|')]
+    if any(k not in _KINDS for k in kinds): return None   # a type this check does not know
+    ok = {'None': v is None, 'int': _isint(v), 'float': _isnum(v), 'str': isinstance(v, str), 'bool': isinstance(v, bool),
+          'tuple': isinstance(v, (list, tuple))}
+    return None if any(ok[k] for k in kinds) else f"{f.name} must be {' or '.join(_KINDS[k] for k in kinds)}, got {v!r}"
+
 def read_config(path:str|Path, who:str='bsgate') -> tuple[Preset, dict]:
-    "(preset, record) from a run's config.json; the record lacks what an older bsgate did not save; unknown fields are named and ignored"
+    "(preset, record) from a run's config.json, checked like the options; the record lacks what an older bsgate did not save; unknown fields are named and ignored"
     path = Path(path)
     try: d = json.loads(path.read_text())
     except (ValueError, UnicodeDecodeError) as e: raise ValueError(f"{who}: {path} is not valid JSON: {e}") from None
     if not isinstance(d, dict) or 'name' not in d: raise ValueError(f"{who}: {path} is not a bsgate_train config (no preset 'name')")
     run = {k: d.pop(k) for k in RUN_KEYS if k in d}
-    known = {f.name for f in dataclasses.fields(Preset)}
-    unknown = sorted(set(d) - known)
+    fields = {f.name: f for f in dataclasses.fields(Preset)}
+    unknown = sorted(set(d) - set(fields))
     if unknown: warnings.warn(f"{who}: {path} has field(s) {unknown} that this version of bsgate does not know "
                               f"(written by a newer version?): ignored")
-    try: p = Preset.from_json(json.dumps({k: v for k, v in d.items() if k in known}))
+    bad = [s for k, v in d.items() if k in fields and (s := _field_problem(fields[k], v))]
+    if bad: raise ValueError(f"{who}: {path} is not a valid run config: {'; '.join(bad)}")
+    try: p = Preset.from_json(json.dumps({k: v for k, v in d.items() if k in fields}))
     except (TypeError, ValueError) as e: raise ValueError(f"{who}: {path} does not describe a preset: {e}") from None
+    if p.dataset not in LEARNERS.get(p.task, {}):
+        raise ValueError(f"{who}: {path} is not a valid run config: bsgate has no {p.task!r} learner for dataset {p.dataset!r}")
+    try: _check_preset(p)
+    except ValueError as e: raise ValueError(f"{who}: {path} is not a valid run config: {str(e).removeprefix('--')}") from None
     return p, run
 
 # %% ../nbs/11_train.ipynb #c25f6d43
@@ -180,8 +251,8 @@ def check_vocab(saved:list|None, got:list, who:str, what:str='the data'):
                      f"{diff or 'the same names in another order'}")
 
 # %% ../nbs/11_train.ipynb #e8ef7ccd
-def load_run_weights(folder:str|Path, who:str='bsgate') -> dict:
-    "The state dict of a run: `model.pth`, or (missing or unreadable, with a warning) the last readable checkpoint"
+def _run_weights(folder:Path, who:str) -> tuple[dict, Path]:
+    "(state dict, the file it came from) of a run: `model.pth`, or (missing or unreadable, with a warning) the last readable checkpoint"
     out, why = Path(folder), []
     for f in (out / 'model.pth', out / 'checkpoint.pth', out / 'checkpoint.prev.pth'):
         if not f.is_file(): why.append(f"no {f.name}"); continue
@@ -190,8 +261,29 @@ def load_run_weights(folder:str|Path, who:str='bsgate') -> dict:
             if f.name != 'model.pth': sd = sd['model']
         except Exception as e: why.append(f"{f.name} is unreadable ({_first_line(e)})"); continue
         if why: warnings.warn(f"{who}: {'; '.join(why)}: using {f} (the weights of the last epoch it saved, before any BatchNorm recalibration)")
-        return sd
+        return sd, f
     raise FileNotFoundError(f"{who}: no readable weights in {out}: {'; '.join(why)}")
+
+def load_run_weights(folder:str|Path, who:str='bsgate') -> dict:
+    "The state dict of a run: `model.pth`, or (missing or unreadable, with a warning) the last readable checkpoint"
+    return _run_weights(folder, who)[0]
+
+def _fit_problem(model:nn.Module, sd, optional=lambda k: False) -> str|None:
+    "Why the state dict `sd` does not fit `model` (None: it does): what is missing (`optional(key)` may be), unexpected, or of another shape"
+    if not isinstance(sd, dict): return f"it holds a {type(sd).__name__}, not a state dict"
+    want = model.state_dict()
+    miss = [k for k in want if k not in sd and not optional(k)]
+    extra = [k for k in sd if k not in want]
+    shape = [f"{k} {tuple(sd[k].shape)} for {tuple(want[k].shape)}" for k in want
+             if k in sd and hasattr(sd[k], 'shape') and tuple(sd[k].shape) != tuple(want[k].shape)]
+    res = [f"{len(v)} {what} ({_names(v, 3)})" for v, what in ((miss, 'missing'), (extra, 'unexpected'), (shape, 'of another shape')) if v]
+    return '; '.join(res) or None
+
+def _load_state(model:nn.Module, sd:dict, f:Path, who:str, what:str):
+    "Load `sd` (from file `f`) into `model`, or one line naming the file and the mismatch (`what`: the network, in words)"
+    problem = _fit_problem(model, sd)
+    if problem: raise ValueError(f"{who}: the weights in {f} do not fit {what}: {problem}")
+    model.load_state_dict(sd)
 
 def _precheck_vocab(p:Preset, saved:dict, data, split:str|None, who:str):
     "Compare the run's class names with a CIFAR folder's before its images are decoded (other sources are checked once loaded)"
@@ -223,23 +315,37 @@ class EpochSeed(Callback):
 def _prev(path:Path) -> Path: return path.with_name(f'{path.stem}.prev{path.suffix}')
 
 class Checkpoint(Callback):
-    "Save model, optimizer, epoch and history to `path` after every epoch (atomically; the previous one kept as `*.prev.pth`)"
+    "After every epoch save model, optimizer, epoch, history and the smoothed loss to `path` (atomically; the previous one kept as `*.prev.pth`), then history.json"
     order = Recorder.order + 1
-    def __init__(self, path:str|Path, start_epoch:int=0, history:list|None=None):
-        self.path, self.start_epoch, self.history = Path(path), start_epoch, list(history or [])
+    def __init__(self, path:str|Path, start_epoch:int=0, history:list|None=None,
+                 smooth:dict|None=None,   # the recorder's smoothed training loss at start_epoch (load_checkpoint's third value)
+                 guard=None):             # a context manager factory the saves run in (train's holds SIGINT/SIGTERM back until they are done)
+        self.path, self.start_epoch, self.history, self.smooth, self.guard = Path(path), start_epoch, list(history or []), smooth, guard
+        self.saved = start_epoch   # the epochs the checkpoint on disk holds
+    def before_fit(self):
+        "Continue the recorder's smoothed training loss from the checkpoint (fastai restarts it at every `fit`)"
+        s = getattr(self, 'smooth', None)
+        if s: self.recorder.smooth_loss.val, self.recorder.smooth_loss.count = s['val'].clone(), s['count']
     def after_epoch(self):
         if self.epoch < self.start_epoch: return   # an epoch skipped on resume
         names = list(self.recorder.metric_names[1:-1]) if self.recorder.add_time else list(self.recorder.metric_names[1:])
         self.history.append(strict_json(dict(zip(['epoch'] + names, [self.epoch] + [_num(v) for v in self.learn.final_record]))))
         if not int(os.environ.get('RANK', 0)) == 0: return
+        sl = self.recorder.smooth_loss
         state = dict(model=unwrap(self.model).state_dict(), opt=self.opt.state_dict(), epoch=self.epoch + 1,
-                     n_epoch=self.n_epoch, history=self.history)
-        atomic_write(self.path, lambda t: torch_save(state, t), keep_old=_prev(self.path))
-        save_json(self.path.parent / 'history.json', self.history)
+                     n_epoch=self.n_epoch, history=self.history, smooth=dict(val=sl.val.detach().cpu().clone(), count=sl.count))
+        with (getattr(self, 'guard', None) or _nullctx)():
+            atomic_write(self.path, lambda t: torch_save(state, t), keep_old=_prev(self.path))
+            save_json(self.path.parent / 'history.json', self.history)   # what the checkpoint holds (`--resume` writes it again from there)
+            self.saved = self.epoch + 1
 
 def _num(v):
     try: return float(v)
     except (TypeError, ValueError): return None
+
+class _nullctx:
+    def __enter__(self): return self
+    def __exit__(self, *a): return False
 
 # %% ../nbs/11_train.ipynb #bd7a32de
 def _opt_state_to_params(opt):
@@ -250,8 +356,8 @@ def _opt_state_to_params(opt):
         for k, v in s.items():
             if isinstance(v, torch.Tensor) and v.device != p.device: s[k] = v.to(p.device)
 
-def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
-    "Restore model and optimizer from `path` (or, unreadable, from its previous version, with a warning); return (the epoch to start from, the history)"
+def load_checkpoint(learn, path:str|Path) -> tuple[int, list, dict|None]:
+    "Restore model and optimizer from `path` (or, unreadable, from its previous version, with a warning); return (the epoch to start from, the history, the smoothed loss)"
     path = Path(path)
     files = [f for f in (path, _prev(path)) if f.is_file()]
     if not files: raise FileNotFoundError(f"--resume: no checkpoint at {path}; train without --resume first")
@@ -264,11 +370,11 @@ def load_checkpoint(learn, path:str|Path) -> tuple[int, list]:
         if why: warnings.warn(f"--resume: {'; '.join(why)}: resuming from {f} (after epoch {epoch})")
         dev = getattr(learn.dls, 'device', None)
         if dev is not None: learn.model.to(dev)   # fastai would move it in `before_fit`: too late for the optimizer's state
-        unwrap(learn.model).load_state_dict(sd)
+        _load_state(unwrap(learn.model), sd, f, '--resume', "the network the run's config.json describes")
         if learn.opt is None: learn.create_opt()
         learn.opt.load_state_dict(opt)
         _opt_state_to_params(learn.opt)
-        return epoch, history
+        return epoch, history, s.get('smooth')   # a checkpoint from an older bsgate has no smoothed loss
     raise ValueError(f"--resume: no readable checkpoint: {'; '.join(why)}; start the run again with --force")
 
 # %% ../nbs/11_train.ipynb #f08bd925
@@ -295,33 +401,143 @@ class StopOnNaN(Callback):
         bad = [k for k, v in unwrap(self.model).state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad: raise Diverged(f"training diverged: non-finite weights ({_names(bad, 3)}) after the training batches of epoch {self.epoch}")
 
+# %% ../nbs/11_train.ipynb #89689bec
+class RunLock:
+    "One writer per run folder: an advisory `flock` on `folder/.lock`, which names its holder; the kernel drops it when the holder dies"
+    def __init__(self, folder:str|Path, who:str='bsgate_train',
+                 enabled:bool=True): # False: do nothing (torchrun's other ranks, which write nothing)
+        self.folder, self.who, self.enabled, self.fd, self.created = Path(folder), who, enabled, None, False
+    def __enter__(self):
+        if not self.enabled or fcntl is None: return self
+        self.created = not self.folder.exists()
+        try: self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e: raise OSError(e.errno, f"cannot create the folder {self.folder}: {e.strerror or e}") from None
+        path = self.folder / '.lock'
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            try: fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                holder = os.pread(fd, 500, 0).decode(errors='replace').strip()
+                os.close(fd)
+                raise OSError(errno.EBUSY, f"{self.folder} is in use by {holder or 'another process'}: wait until it ends, "
+                                           f"or give another --out") from None
+            try: same = os.stat(path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError: same = False
+            if same: break
+            os.close(fd)   # its holder removed the file as we opened it: lock the new one
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{self.who} (pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')})\n".encode(), 0)
+        self.fd = fd
+        return self
+    def __exit__(self, *a):
+        if self.fd is None: return False
+        try: (self.folder / '.lock').unlink(missing_ok=True)
+        finally: os.close(self.fd); self.fd = None
+        if self.created:   # a folder this run made and left empty (it stopped before writing anything) goes too
+            try: self.folder.rmdir()
+            except OSError: pass
+        return False
+
+# %% ../nbs/11_train.ipynb #bb0665f4
+def finished_run(folder:str|Path) -> dict|None:
+    "The metrics of the finished run in `folder` (its final outputs, model.pth and metrics.json, complete), or None"
+    f, m = Path(folder) / 'metrics.json', Path(folder) / 'model.pth'
+    if not (f.is_file() and m.is_file()): return None
+    try: d = json.loads(f.read_text())
+    except (OSError, ValueError, UnicodeDecodeError): return None
+    return d if isinstance(d, dict) and 'epochs' in d else None
+
+# %% ../nbs/11_train.ipynb #34e0f493
+class Interrupted(KeyboardInterrupt):
+    "SIGINT or SIGTERM stopped a run; `msg` says where it stands and how to go on"
+    def __init__(self, signum:int=signal.SIGINT, msg:str|None=None):
+        self.signum, self.msg = int(signum), msg or f"stopped by {signal.Signals(signum).name}"
+        super().__init__(self.msg)
+
+class _Signals:
+    "While in use: SIGINT and SIGTERM raise `Interrupted` (main thread only), held back while `defer()` is open"
+    def __init__(self): self.depth, self.pending, self.old = 0, None, {}
+    def _raise(self, signum, frame):
+        if self.depth: self.pending = signum   # a checkpoint is being written: after it
+        else: raise Interrupted(signum)
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for s in (signal.SIGINT, signal.SIGTERM): self.old[s] = signal.signal(s, self._raise)
+        return self
+    def __exit__(self, *a):
+        for s, h in self.old.items():
+            if h is not None: signal.signal(s, h)
+        self.old = {}
+        return False
+    @contextmanager
+    def defer(self):
+        "Hold SIGINT/SIGTERM back until the block is done, then raise `Interrupted` (if the block itself did not fail)"
+        self.depth += 1
+        try: yield
+        finally: self.depth -= 1
+        if not self.depth and self.pending is not None:
+            s, self.pending = self.pending, None
+            raise Interrupted(s)
+
 # %% ../nbs/11_train.ipynb #3316e883
-def _need(ok:bool, opt:str, allowed:str, got, why:str=''):
-    if not ok: raise ValueError(f"--{opt} must be {allowed}, got {got!r}{why}")
-
-def _isnum(v) -> bool: return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-def _isint(v) -> bool: return isinstance(v, int) and not isinstance(v, bool)
-
 def check_options(p:Preset, limit:int|None=None, workers:int=0):
     "Refuse option values training cannot use, naming the option and its allowed range (called before anything is written)"
-    _need(_isint(p.epochs) and p.epochs >= 1, 'epochs', 'an integer ≥ 1', p.epochs)
-    _need(_isint(p.bs) and p.bs >= 2, 'bs', 'an integer ≥ 2', p.bs,
-          ' (batch-shaping compares the images of a batch, and the BatchNorm layers need at least 2 images per batch)')
+    _check_preset(p)
     _need(limit is None or (_isint(limit) and limit >= 2), 'limit', 'an integer ≥ 2 (images per split)', limit)
     _need(_isint(workers) and workers >= 0, 'workers', 'an integer ≥ 0', workers)
-    _need(_isnum(p.lr) and p.lr > 0, 'lr', 'a number > 0', p.lr)
-    _need(_isnum(p.gamma) and p.gamma >= 0, 'gamma', 'a number ≥ 0', p.gamma)
-    _need(_isnum(p.lam) and p.lam >= 0, 'lam', 'a number ≥ 0', p.lam)
-    _need(p.mac_target is None or (_isnum(p.mac_target) and 0 < p.mac_target <= 1), 'mac_target', 'a fraction of the dense MACs in (0, 1]', p.mac_target)
-    _need(_isnum(p.lr_warmup) and 0 <= p.lr_warmup < 1, 'lr_warmup', 'a fraction of training in [0, 1)', p.lr_warmup)
-    _need(_isnum(p.gate_bias), 'gate_bias', 'a finite number', p.gate_bias)
-    _need(_isint(p.bn_recal) and p.bn_recal >= 0, 'bn_recal', 'an integer ≥ 0 (batches)', p.bn_recal)
-    _need(_isint(p.seed) and 0 <= p.seed < 2**32, 'seed', 'an integer in [0, 2³²)', p.seed)
-    _need(p.budget in BUDGETS, 'budget', f"one of {', '.join(BUDGETS)}", p.budget)
-    _need(_isint(p.size) and p.size >= 16, 'size', 'an integer ≥ 16 (pixels)', p.size)
-    if p.dataset == 'cifar10' and p.size != 32:
-        raise ValueError(f"--size: CIFAR-10 images are used at 32×32 as they are; --size applies to the ImageNet and "
-                         f"segmentation presets (got {p.size})")
+
+def _check_init(model:nn.Module, src):
+    "Refuse --init weights that are not a weights file, or do not fit `model` (gates may be missing), naming the file"
+    f = Path(src) / 'model.pth' if Path(src).is_dir() else Path(src)
+    if not f.is_file(): raise FileNotFoundError(f"--init: no weights at {f} (give a bsgate_train output folder or a .pth file)")
+    try: sd = torch.load(f, map_location='cpu', weights_only=False)
+    except Exception as e: raise ValueError(f"--init: {f} is not a PyTorch weights file ({_first_line(e)})") from None
+    if isinstance(sd, dict) and isinstance(sd.get('model'), dict): sd = sd['model']   # a checkpoint.pth
+    problem = _fit_problem(model, sd, optional=lambda k: '.gate' in k)
+    if problem: raise ValueError(f"--init: the weights in {f} do not fit the model: {problem}")
+
+def _check_inputs(p:Preset, model:bool=True):
+    "Check what a run reads besides its data, before anything is written: --pretrained's file; with `model`, --mac_target against the network and --init's weights"
+    if p.pretrained is not None and not Path(p.pretrained).expanduser().is_file():
+        raise FileNotFoundError(f"--pretrained: no such file: {p.pretrained}")
+    gated = p.gate_layer is not None or p.arch == 'gaternet'
+    if not model or not ((gated and p.mac_target is not None) or p.init): return
+    m = build_model(p)
+    if gated and p.mac_target is not None:
+        gm = gate_mac_weights(m, (3, p.size, p.size))
+        try: open_target(gm, p.mac_target)
+        except ValueError: raise ValueError(f"--mac_target must be above {gm.fixed / gm.dense:.4g}, what {p.name}'s network costs with every "
+                                            f"gate closed (its ungated layers and the gates themselves), got {p.mac_target:g}") from None
+    if p.init: _check_init(m, p.init)
+
+# %% ../nbs/11_train.ipynb #0d0accf9
+def _an_image(data, split:str) -> str|None:
+    "One image file of `split` in the CIFAR source `data` (a folder, or a .tar archive's member), to name in a message"
+    if data is None: return None
+    import tarfile
+    p = Path(data).expanduser()
+    try:
+        if p.is_dir():
+            return next((str(f) for f in p.glob(f'**/{split}/*/*') if f.suffix.lower() in IMAGE_EXTS and not f.name.startswith('.')), None)
+        with tarfile.open(p, 'r|*') as t:
+            for m in t:
+                parts = [o for o in PurePosixPath(m.name).parts if o not in ('', '.')]
+                if m.isfile() and len(parts) >= 3 and parts[-3] == split and parts[-1].lower().endswith(IMAGE_EXTS): return f"{p}:{m.name}"
+    except (OSError, tarfile.TarError, EOFError): pass
+    return None
+
+def check_image_size(p:Preset, dls, data=None, who:str='bsgate_train',
+                     run:str|Path|None=None): # the run folder whose size the images must have (bsgate_eval)
+    "Refuse CIFAR images (in `dls`, `DataLoaders` or one `DataLoader`) whose size is not the preset's, naming a file"
+    if p.dataset != 'cifar10': return   # the other datasets are resized to the preset's size
+    for dl in getattr(dls, 'loaders', [dls]):
+        size = tuple(getattr(dl.dataset, 'size', ()))
+        if not size or size == (p.size, p.size): continue
+        split = str(getattr(dl.dataset, 'name', '') or 'train').split('[')[0]
+        f = _an_image(data, split)
+        whose = f"the run in {run} was trained on {p.size}×{p.size} ones" if run else f"preset {p.name} takes CIFAR-10's {p.size}×{p.size}, as they are"
+        raise ValueError(f"{who}: the {split} images of {data} are {size[1]}×{size[0]} pixels{f' (e.g. {f})' if f else ''}, and {whose}: "
+                         f"give {p.size}×{p.size} images")
 
 # %% ../nbs/11_train.ipynb #a5e9c843
 class DeviceMixedPrecision(MixedPrecision):
@@ -357,11 +573,13 @@ class CompileTraining(Callback):
     def after_cancel_fit(self): self._restore()
     def after_fit(self): self._restore()
 
-def _final_metrics(learn, p:Preset) -> dict:
-    "Validation metrics of `learn` as a dict: the task metric, MACs and gate categories"
+def _final_metrics(learn, p:Preset, last:dict|None=None) -> dict:
+    "Validation metrics of `learn` as a dict: the task metric, MACs and gate categories (training terms from `last`, the history's last row)"
     res = learn.validate()
     names = ['valid_loss'] + [m.name for m in learn.metrics]
     out = dict(preset=p.name, **{n: _num(v) for n, v in zip(names, res)})
+    for m in learn.metrics:   # the last epoch's means of the training terms: recorded in the checkpoint's history, so a resumed run has them too
+        if isinstance(m, TrainTermMetric): out[m.name] = None if last is None else last.get(m.name)
     st = getattr(learn, 'gate_stats', None)
     if st is not None and hasattr(st, 'macs'):
         out.update(macs=st.macs, mac_frac=st.mac_frac, dense_macs=st.macs / st.mac_frac,
@@ -372,10 +590,71 @@ def _final_metrics(learn, p:Preset) -> dict:
 
 def _show(v): return 'none' if v is None else v
 
-def _land(learn, l0) -> dict:
-    "Calibrate the inference gates of `learn`'s model to its L0 budget's MAC target on 50 training batches"
-    r = calibrate_gates(unwrap(learn.model), learn.dls.train, l0.target, l0.macs, n_batches=50)
+def _land(learn, l0, batches) -> dict:
+    "Calibrate the inference gates of `learn`'s model to its L0 budget's MAC target on 50 of `batches`"
+    r = calibrate_gates(unwrap(learn.model), batches, l0.target, l0.macs, n_batches=50)
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()}
+
+def _phase_batches(learn, p:Preset, step:int):
+    "A fresh training loader for `step` of the final phase, every generator seeded from (seed, epochs, step): the same batches whether or not the run stopped before"
+    dl = learn.dls.train.new()
+    es = EpochSeed(p.seed); es.epoch = p.epochs
+    dl.rng = random.Random(es._seed(2 + step))   # 0 and 1 are the epochs' own seeds
+    return dl
+
+def _final_phase(learn, p:Preset, land:bool, last:dict|None=None) -> dict:
+    "After the last epoch: the metrics as trained, the gates landed, BatchNorm recalibrated, the gates landed again, the final metrics (a function of the last checkpoint)"
+    metrics = _final_metrics(learn, p, last)
+    l0, stats = getattr(learn, 'l0_penalty', None), getattr(learn, 'gate_stats', None) is not None
+    landing = land and getattr(l0, 'target', None) is not None and stats
+    cal = [_land(learn, l0, _phase_batches(learn, p, 0))] if landing else []   # the inference gates to the MAC target (calibrate_gates)
+    recal = bool(p.bn_recal and stats)
+    if recal:
+        n = recalibrate_bn(learn.model, _phase_batches(learn, p, 1), p.bn_recal)
+        if landing: cal.append(_land(learn, l0, _phase_batches(learn, p, 2)))   # the statistics moved the gates' inputs: land again
+    if landing or recal:
+        as_trained, metrics = {k: v for k, v in metrics.items() if k != 'layers'}, _final_metrics(learn, p, last)
+        if recal: metrics['bn_recal'] = dict(batches=n, before=as_trained)
+        if landing: metrics['budget'] = dict(target=l0.target, landed=metrics.get('mac_frac'),
+                                             as_trained=as_trained.get('mac_frac'), calibration=cal)
+    return metrics
+
+SANE_WEIGHT = 10.   # a --lam or --gamma above this is named when a run diverges (the presets use at most 0.75)
+
+def _divergence_hint(p:Preset) -> str:
+    "What to try after a divergence: a lower --lr, and a lower --lam/--gamma when one is far above the presets'"
+    big = [f"--{k} {getattr(p, k):g}" for k in ('lam', 'gamma') if getattr(p, k) > SANE_WEIGHT]
+    return "try a lower --lr" + (f", or a lower --lam/--gamma (given: {', '.join(big)}; the presets use at most 0.75)" if big else '')
+
+def _stop_message(signum:int, p:Preset, out:Path, where:dict, data, limit) -> str:
+    "One line for a run stopped by a signal: where it stands, and the command that continues it"
+    how, ckpt = f"stopped by {signal.Signals(signum).name}", out / 'checkpoint.pth'
+    again = ' '.join(['bsgate_train', p.name, '--out', shlex.quote(str(out)), '--resume'] + (['--data', shlex.quote(str(data))] if data is not None else [])
+                     + (['--limit', str(limit)] if limit is not None else []))
+    ck = where.get('ck')
+    saved = ck.saved if ck is not None else where.get('saved')
+    if saved is None: return f"{how} before training resumed: {ckpt} is as it was; continue with: {again}"
+    if saved == 0: return f"{how} before the first epoch's checkpoint: nothing to resume; start the run again (the same command)"
+    if saved >= p.epochs: return (f"{how} after the last epoch, before the final outputs were complete: {ckpt} holds all {p.epochs} epochs, "
+                                  f"intact; finish the run (the same final model as without the stop) with: {again}")
+    return f"{how}: {ckpt} holds epochs 1-{saved} of {p.epochs}, intact; continue with: {again}"
+
+def _load_dls(p:Preset, data, limit, workers, pipeline):
+    "`preset_dls` on this process's device; a full disk while caching the decoded data names the cache folder"
+    try: return preset_dls(p, data, limit, workers, device=_rank_device(), pipeline=pipeline)
+    except OSError as e:
+        x = e
+        while x is not None and not (isinstance(x, OSError) and x.errno in (errno.ENOSPC, errno.EDQUOT)): x = x.__cause__ or x.__context__
+        if x is None: raise
+        raise OSError(errno.ENOSPC, f"no space left on device for the decoded data's cache in {bsgate_cache()} (free some, or point "
+                                    f"BSGATE_CACHE at a folder with room)") from e
+
+def _build_learner(dls, p:Preset, who:str|None=None, cfg:Path|None=None):
+    "The preset's Learner; for a run's config.json (`cfg`), a preset bsgate cannot build is one line naming the file"
+    try: return LEARNERS[p.task][p.dataset](dls, p)
+    except (KeyError, TypeError, ValueError, AssertionError) as e:
+        if cfg is None: raise
+        raise ValueError(f"{who}: {cfg} describes no network bsgate can build ({_first_line(e)})") from None
 
 def _init_vocab(init) -> list|None:
     "The class names recorded by the run `init` starts from (None: a .pth file, or a run that did not record them)"
@@ -398,10 +677,6 @@ class EpochLine:
         body = ' '.join(f'{n} {fmt(v)}' for n, v in zip(names[1:-1], vals[1:-1]) if n)
         if not body: body = 'skipped (done before the resume)' if vals[0] < max([getattr(c, '_skip_to', 0) for c in self.learn.cbs] + [0]) else 'stopped'
         print(f"{ep}: {body} ({vals[-1]})", file=self.file or sys.stdout, flush=True)
-
-class _nullctx:
-    def __enter__(self): return self
-    def __exit__(self, *a): return False
 
 class _cudnn_kernels:
     "cuDNN's kernels for one run: autotuned (`benchmark`), or deterministic; the process's previous choice is put back on exit"
@@ -460,92 +735,101 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
     out = Path(out or f'runs/{name}')
+    if out.exists() and not out.is_dir(): raise ValueError(f"--out {out} is a file, not a folder: give a folder for the run's outputs")
     cfg_file, ckpt = out / 'config.json', out / 'checkpoint.pth'
     overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, mac_target=mac_target, size=size, pretrained=pretrained, seed=seed,
                      lr_warmup=lr_warmup, gate_bias=gate_bias, budget=budget, init=init, bn_recal=bn_recal)
     if fp16 and bf16: raise ValueError("choose one of --fp16 and --bf16")
-    saved, held = {}, [f for f in OUTPUTS if (out / f).exists()]
-    if resume:
-        if not cfg_file.is_file(): raise FileNotFoundError(f"--resume: no {cfg_file}; train without --resume first")
-        p, saved = read_config(cfg_file, '--resume')
-        if name != p.name: raise ValueError(f"--resume: {out} holds a run of preset {p.name!r}, not {name!r}")
-        changed = {k: v for k, v in overrides.items() if v is not None and getattr(p, k) != v}
-        if changed: raise ValueError(f"--resume continues the saved run; these options differ from {cfg_file}: {changed}")
-        if pipeline is not None and pipeline != saved.get('pipeline', 'host'):
-            raise ValueError(f"--resume: --pipeline {pipeline} differs from the run's ({saved.get('pipeline', 'host')}, in {cfg_file})")
-        pipeline = saved.get('pipeline', 'host')   # a run recorded without one started on the host pipeline
-        prec, run_prec = 'fp16' if fp16 else 'bf16' if bf16 else None, saved.get('precision', 'fp32')
-        if prec is not None and prec != run_prec:
-            raise ValueError(f"--resume: --{prec} differs from the run's precision ({run_prec}, in {cfg_file}); a run keeps its precision")
-        fp16, bf16 = run_prec == 'fp16', run_prec == 'bf16'
-        run_det = saved.get('deterministic', True)   # runs recorded before the choice existed used deterministic kernels
-        if deterministic and not run_det:
-            raise ValueError(f"--resume: --deterministic differs from the run's kernels (autotuned, in {cfg_file}); a run keeps its kernels")
-        deterministic = run_det
-        land = saved.get('land', False)   # runs recorded before landing existed did not land
-        for k, v in (('data', _data_id(data)), ('limit', limit)):
-            if k in saved and saved[k] != v and not force:
-                raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
-                                 f"or add --force to continue on the new one")
-    else:
-        p, land = get_preset(preset, **overrides), not no_land
-        if held and not force:
-            raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, --force to start over, or another --out")
-    if pipeline is None: pipeline = default_pipeline(p)
-    check_options(p, limit, workers)
-    with _cudnn_kernels(deterministic):   # this run's kernel choice; the process's own is put back after
-        set_seed(p.seed)
-        dls = preset_dls(p, data, limit, workers, device=_rank_device(), pipeline=pipeline)
-        vocab = data_vocab(dls)
-        check_classes(p, vocab)
-        if len(dls.train.dataset) < 2: raise ValueError(f"the training split has {len(dls.train.dataset)} image(s); a training batch needs at least 2")
-        if resume: check_vocab(saved.get('vocab'), vocab, '--resume')
-        elif p.init and (v := _init_vocab(p.init)) is not None: check_vocab(v, vocab, '--init', f'the data (against {p.init})')
-        out.mkdir(parents=True, exist_ok=True)
-        if force and not resume and _rank0():   # one process deletes (under torchrun every rank would try the same files)
-            for f in held: (out / f).unlink(missing_ok=True)
-        if _rank0(): save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline,
-                                 deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32', land=land)
-        learn = LEARNERS[p.task][p.dataset](dls, p)
-        learn.path, learn.model_dir = out, '.'
-        if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
-        if channels_last: learn.add_cb(ChannelsLast())
-        if compile: learn.add_cb(CompileTraining())
-        start, history = 0, []
-        if resume: start, history = load_checkpoint(learn, ckpt)
-        elif p.init: load_weights(unwrap(learn.model), p.init)
-        cbs = [Checkpoint(ckpt, start, history), EpochSeed(p.seed), StopOnNaN()]
-        if quiet: learn.logger = EpochLine(learn, p.epochs)
-        ctx = learn.no_bar() if quiet else _nullctx()
+    with ExitStack() as lock:
+        if resume and out.is_dir(): lock.enter_context(RunLock(out, enabled=_rank0()))   # before the run is read: a busy folder is named first
+        saved = {}
+        if resume:
+            if not cfg_file.is_file(): raise FileNotFoundError(f"--resume: no {cfg_file}; train without --resume first")
+            p, saved = read_config(cfg_file, '--resume')
+            if name != p.name: raise ValueError(f"--resume: {out} holds a run of preset {p.name!r}, not {name!r}")
+            changed = {k: v for k, v in overrides.items() if v is not None and getattr(p, k) != v}
+            if changed: raise ValueError(f"--resume continues the saved run; these options differ from {cfg_file}: {changed}")
+            if pipeline is not None and pipeline != saved.get('pipeline', 'host'):
+                raise ValueError(f"--resume: --pipeline {pipeline} differs from the run's ({saved.get('pipeline', 'host')}, in {cfg_file})")
+            pipeline = saved.get('pipeline', 'host')   # a run recorded without one started on the host pipeline
+            prec, run_prec = 'fp16' if fp16 else 'bf16' if bf16 else None, saved.get('precision', 'fp32')
+            if prec is not None and prec != run_prec:
+                raise ValueError(f"--resume: --{prec} differs from the run's precision ({run_prec}, in {cfg_file}); a run keeps its precision")
+            fp16, bf16 = run_prec == 'fp16', run_prec == 'bf16'
+            run_det = saved.get('deterministic', True)   # runs recorded before the choice existed used deterministic kernels
+            if deterministic and not run_det:
+                raise ValueError(f"--resume: --deterministic differs from the run's kernels (autotuned, in {cfg_file}); a run keeps its kernels")
+            deterministic = run_det
+            land = saved.get('land', False)   # runs recorded before landing existed did not land
+            for k, v in (('data', _data_id(data)), ('limit', limit)):
+                if k in saved and saved[k] != v and not force:
+                    raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
+                                     f"or add --force to continue on the new one")
+        else: p, land = get_preset(preset, **overrides), not no_land
+        if pipeline is None: pipeline = default_pipeline(p)
+        check_options(p, limit, workers)
+        if fp16 and not torch.cuda.is_available():
+            raise ValueError(f"--resume: the run trains in fp16 (in {cfg_file}), which needs a CUDA device, and this machine has none" if resume else
+                             "--fp16 needs a CUDA device, and this machine has none: use --bf16 (bfloat16 autocast runs on the CPU)")
+        _check_inputs(p, model=not resume)   # --pretrained's file; --mac_target against the network; --init's weights
+        if not resume: lock.enter_context(RunLock(out, enabled=_rank0()))   # one writer per folder, from here to the last write
+        where = dict(saved=None if resume else 0)   # where the run stands, for the message of a stop (SIGINT, SIGTERM)
+        sig = lock.enter_context(_Signals())
         try:
-            with ctx:
-                if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-                    import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
-                    with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-                else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-                metrics = _final_metrics(learn, p)
-                l0 = getattr(learn, 'l0_penalty', None)
-                landing = land and getattr(l0, 'target', None) is not None and getattr(learn, 'gate_stats', None) is not None
-                cal = [_land(learn, l0)] if landing else []   # the inference gates to the MAC target (calibrate_gates)
-                recal = bool(p.bn_recal and getattr(learn, 'gate_stats', None) is not None)
-                if recal:
-                    n = learn.recalibrate_bn(p.bn_recal)
-                    if landing: cal.append(_land(learn, l0))   # the statistics moved the gates' inputs: land again
-                if landing or recal:
-                    as_trained, metrics = {k: v for k, v in metrics.items() if k != 'layers'}, _final_metrics(learn, p)
-                    if recal: metrics['bn_recal'] = dict(batches=n, before=as_trained)
-                    if landing: metrics['budget'] = dict(target=l0.target, landed=metrics.get('mac_frac'),
-                                                         as_trained=as_trained.get('mac_frac'), calibration=cal)
-        except Diverged as e:
-            h = cbs[0].history
-            kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
-            raise Diverged(f"{e.msg}; no model.pth or metrics.json written ({kept}); try a lower --lr") from None
-        metrics.update(epochs=p.epochs, limit=limit, data=str(data))
-        if int(os.environ.get('RANK', 0)) == 0:   # the weights first: a metrics.json always sits beside its model.pth
-            sd = unwrap(learn.model).state_dict()
-            atomic_write(out / 'model.pth', lambda t: torch_save(sd, t))
-            save_json(out / 'metrics.json', metrics)
-        return metrics
+            if _rank0(): _remove_stale_tmp(out)   # what killed saves left; nobody else writes here now
+            if resume and (done := finished_run(out)) is not None:
+                warnings.warn(f"--resume: {out} holds a finished run (model.pth and metrics.json complete): nothing to do, its files are left as they are")
+                return done
+            held = [f for f in OUTPUTS if (out / f).exists()]
+            if held and not force and not resume:
+                raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --resume to continue it, --force to start over, or another --out")
+            with _cudnn_kernels(deterministic):   # this run's kernel choice; the process's own is put back after
+                set_seed(p.seed)
+                dls = _load_dls(p, data, limit, workers, pipeline)
+                vocab = data_vocab(dls)
+                check_classes(p, vocab)
+                check_image_size(p, dls, data)
+                if len(dls.train.dataset) < 2: raise ValueError(f"the training split has {len(dls.train.dataset)} image(s); a training batch needs at least 2")
+                if resume: check_vocab(saved.get('vocab'), vocab, '--resume')
+                elif p.init and (v := _init_vocab(p.init)) is not None: check_vocab(v, vocab, '--init', f'the data (against {p.init})')
+                out.mkdir(parents=True, exist_ok=True)
+                if force and not resume and _rank0():   # one process deletes (under torchrun every rank would try the same files)
+                    for f in held: (out / f).unlink(missing_ok=True)
+                if _rank0(): save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline,
+                                         deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32', land=land)
+                learn = _build_learner(dls, p, '--resume', cfg_file) if resume else _build_learner(dls, p)
+                learn.path, learn.model_dir = out, '.'
+                if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
+                if channels_last: learn.add_cb(ChannelsLast())
+                if compile: learn.add_cb(CompileTraining())
+                start, history, smooth = 0, [], None
+                if resume:
+                    start, history, smooth = load_checkpoint(learn, ckpt)
+                    where['saved'] = start
+                    if _rank0(): save_json(out / 'history.json', history)   # the checkpoint's history (a stop may have come before its history.json)
+                elif p.init: load_weights(unwrap(learn.model), p.init)
+                cbs = [Checkpoint(ckpt, start, history, smooth, guard=sig.defer), EpochSeed(p.seed), StopOnNaN()]
+                where['ck'] = cbs[0]
+                if quiet: learn.logger = EpochLine(learn, p.epochs)
+                ctx = learn.no_bar() if quiet else _nullctx()
+                try:
+                    with ctx:
+                        if int(os.environ.get('WORLD_SIZE', 1)) > 1:
+                            import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
+                            with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
+                        else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
+                        metrics = _final_phase(learn, p, land, cbs[0].history[-1] if cbs[0].history else None)
+                except Diverged as e:
+                    h = cbs[0].history
+                    kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
+                    raise Diverged(f"{e.msg}; no model.pth or metrics.json written ({kept}); {_divergence_hint(p)}") from None
+                metrics.update(epochs=p.epochs, limit=limit, data=str(data))
+                if _rank0():   # the weights first: a metrics.json always sits beside its model.pth, and marks the run finished
+                    sd = unwrap(learn.model).state_dict()
+                    atomic_write(out / 'model.pth', lambda t: torch_save(sd, t))
+                    save_json(out / 'metrics.json', metrics)
+                return metrics
+        except Interrupted as e: raise Interrupted(e.signum, _stop_message(e.signum, p, out, where, data, limit)) from None
 
 # %% ../nbs/11_train.ipynb #4a520d2a
 @call_parse
@@ -565,15 +849,16 @@ def evaluate(checkpoint:str=None,  # a training output folder (with config.json 
     cfg = out / 'config.json'
     if not cfg.is_file(): raise FileNotFoundError(f"bsgate_eval: no {cfg}: --checkpoint must be a bsgate_train output folder")
     p, saved = read_config(cfg, 'bsgate_eval')
-    sd = load_run_weights(out, 'bsgate_eval')
+    sd, f = _run_weights(out, 'bsgate_eval')
     _precheck_vocab(p, saved, data, split, 'bsgate_eval')
     if split == 'valid':   # exactly what training validated on (its hold-out, when the data has no validation split), or `limit` of it
         dl = preset_dls(p if bs is None else dataclasses.replace(p, bs=bs), data, limit, workers).valid
     else: dl = preset_eval_dl(p, data, split, limit, bs, workers)
     check_vocab(saved.get('vocab'), data_vocab(dl), 'bsgate_eval')
+    check_image_size(p, dl, data, 'bsgate_eval', run=out)
     from fastai.data.core import DataLoaders
-    learn = LEARNERS[p.task][p.dataset](DataLoaders(dl, dl), p)
-    unwrap(learn.model).load_state_dict(sd)
+    learn = _build_learner(DataLoaders(dl, dl), p, 'bsgate_eval', cfg)
+    _load_state(unwrap(learn.model), sd, f, 'bsgate_eval', f"the network {cfg} describes ({p.arch}, depth {p.depth}, {p.num_classes} classes)")
     with learn.no_bar(): res = _final_metrics(learn, p)
     res = dict(split=split, n=len(dl.dataset), **{k: v for k, v in res.items() if k != 'layers'})
     print(json.dumps(strict_json(res), allow_nan=False))
@@ -586,22 +871,34 @@ def _parser(func) -> argparse.ArgumentParser:
     if getattr(func, '__name__', '') == 'train': p.epilog = f"presets: {', '.join(PRESETS)}. Flags may be spelled --mac_target or --mac-target."
     return p
 
+def _negative_number(s:str) -> bool:
+    "Is `s` a number with a minus sign (`-1e30`, `-inf`), which argparse would take for an option?"
+    try: float(s)
+    except ValueError: return False
+    return s.startswith('-')
+
 def normalize_argv(parser:argparse.ArgumentParser, argv:list) -> list:
-    "`argv` with each `--flag` spelled as `parser` registered it: `--mac-target` and `--mac_target` both work, whatever fastcore's spelling"
-    known = {o[2:].replace('-', '_'): o for a in parser._actions for o in a.option_strings if o.startswith('--')}
-    res = list(argv)
-    for i, a in enumerate(res):
-        if a == '--': break
-        if not a.startswith('--') or a == '--': continue
-        flag, eq, val = a.partition('=')
-        res[i] = known.get(flag[2:].replace('-', '_'), flag) + eq + val
+    "`argv` with each `--flag` spelled as `parser` registered it (`--mac-target` and `--mac_target` both work), and a negative number after a flag taken as its value"
+    acts = {o: a for a in parser._actions for o in a.option_strings if o.startswith('--')}
+    known = {o[2:].replace('-', '_'): o for o in acts}
+    res, args, i = [], list(argv), 0
+    while i < len(args):
+        a = args[i]
+        if a == '--': res += args[i:]; break
+        if a.startswith('--'):
+            flag, eq, val = a.partition('=')
+            flag = known.get(flag[2:].replace('-', '_'), flag)
+            a = flag + eq + val
+            if not eq and flag in acts and acts[flag].nargs is None and i + 1 < len(args) and _negative_number(args[i + 1]):
+                a, i = f"{flag}={args[i + 1]}", i + 1   # argparse reads `-1e30` as an option of its own: `--gate_bias=-1e30`
+        res.append(a); i += 1
     return res
 
 # %% ../nbs/11_train.ipynb #4b26be5e
 _ERRORS = (ValueError, OSError, Diverged)   # what the console scripts report in one line (BSGATE_DEBUG=1: the traceback)
 
 def _console(func, argv:list|None=None):
-    "Run `func` (a `call_parse` function) from the command line: exit 0, or 1 with one line `prog: error: ...`"
+    "Run `func` (a `call_parse` function) from the command line: exit 0; 1 with one line `prog: error: ...`; 128 + N after signal N"
     parser = _parser(func)
     args = vars(parser.parse_args(normalize_argv(parser, sys.argv[1:] if argv is None else argv)))
     args.pop('pdb', None); args.pop('xtra', None)
@@ -609,11 +906,16 @@ def _console(func, argv:list|None=None):
     def _fmt(msg, cat, filename, *a, **k):   # bsgate's own notes in one line; other warnings as Python shows them
         return f"{parser.prog}: note: {str(msg).removeprefix(parser.prog + ': ')}\n" if cat is UserWarning and 'bsgate' in str(filename) else fmt(msg, cat, filename, *a, **k)
     warnings.formatwarning = _fmt
-    try: func(**args)
+    try:
+        with _Signals(): func(**args)   # SIGTERM, like Ctrl-C, raises `Interrupted`
     except _ERRORS as e:
         if os.environ.get('BSGATE_DEBUG'): raise
         msg = e.strerror if isinstance(e, OSError) and e.strerror and e.filename is None else str(e)
         sys.exit(f"{parser.prog}: error: {' '.join(msg.split()).removeprefix(parser.prog + ': ') or type(e).__name__}")
+    except KeyboardInterrupt as e:   # Ctrl-C or SIGTERM: one line, and the shell's status for a signal
+        if os.environ.get('BSGATE_DEBUG'): raise
+        print(f"{parser.prog}: {getattr(e, 'msg', None) or 'stopped by SIGINT'}", file=sys.stderr, flush=True)
+        sys.exit(128 + getattr(e, 'signum', signal.SIGINT))
     finally: warnings.formatwarning = fmt
 
 def train_main():
