@@ -10,7 +10,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import torch
 from torch import nn
-from .learner import Preset, PRESETS, get_preset, LEARNERS, load_weights, build_model   # before fastai: quiet import (`bsgate.callbacks`)
+from .learner import Preset, PRESETS, RUN_KEYS, get_preset, LEARNERS, load_weights, build_model   # before fastai: quiet import (`bsgate.callbacks`)
 from fastcore.script import call_parse, anno_parser
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
@@ -24,7 +24,7 @@ try: import fcntl
 except ImportError: fcntl = None   # Windows: no run lock (RunLock does nothing)
 
 # %% auto #0
-__all__ = ['PIPELINES', 'OUTPUTS', 'RUN_KEYS', 'GATE_BIAS_MAX', 'SANE_WEIGHT', 'default_pipeline', 'preset_dls', 'preset_eval_dl',
+__all__ = ['PIPELINES', 'OUTPUTS', 'GATE_BIAS_MAX', 'SANE_WEIGHT', 'default_pipeline', 'preset_dls', 'preset_eval_dl',
            'strict_json', 'torch_save', 'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab',
            'check_classes', 'check_vocab', 'load_run_weights', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged',
            'StopOnNaN', 'RunLock', 'finished_run', 'Interrupted', 'check_options', 'check_image_size',
@@ -151,7 +151,7 @@ def _remove_stale_tmp(folder:Path) -> list:
     return [f.name for f in stale]
 
 # %% ../nbs/11_train.ipynb #fd5f15cc
-RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision', 'land')   # what config.json records besides the preset's fields
+# RUN_KEYS (bsgate.learner): what config.json records besides the preset's fields
 
 def _data_id(data) -> str|None: return None if data is None else str(Path(data).expanduser().resolve())
 

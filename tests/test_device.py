@@ -12,6 +12,7 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).parent))
 from device_emulation import emulated_cuda, backward, GradDeviceError
+from conftest import fake_cifar
 
 warnings.filterwarnings('ignore', message=r'`torch\.jit\.script` is deprecated')
 ROOT = Path(__file__).resolve().parent.parent
@@ -234,15 +235,6 @@ def _pipeline(DeviceImages, imgs, labels):
 # Several GPUs: each torchrun process puts its data on its own GPU, and only rank 0 deletes a run's files
 class _Stop(Exception): pass
 
-def _tiny_cifar(root:Path) -> Path:
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for c in ('airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'):
-        d = root / 'train' / c; d.mkdir(parents=True)
-        for i in range(3): Image.fromarray(rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)).save(d / f'{i}.png')
-    return root
-
-
 def test_each_rank_builds_its_data_on_its_own_gpu(tmp_path, monkeypatch):
     import bsgate.train as T
     calls = []
@@ -257,7 +249,7 @@ def test_each_rank_builds_its_data_on_its_own_gpu(tmp_path, monkeypatch):
 
 def test_only_rank0_deletes_with_force(tmp_path, monkeypatch):
     import bsgate.train as T
-    data, out = _tiny_cifar(tmp_path / 'data'), tmp_path / 'run'
+    data, out = fake_cifar(tmp_path / 'data'), tmp_path / 'run'
     out.mkdir()
     for f in ('model.pth', 'metrics.json'): (out / f).write_text('an earlier run')
     def stop(*a, **k): raise _Stop
@@ -275,7 +267,7 @@ def test_only_rank0_deletes_with_force(tmp_path, monkeypatch):
 def test_kernel_choice_is_recorded_and_restored(tmp_path, monkeypatch):
     import json
     import bsgate.train as T
-    data = _tiny_cifar(tmp_path / 'data')
+    data = fake_cifar(tmp_path / 'data')
     seen = []
     orig = T.LEARNERS['classification']['cifar10']
     def spy(*a, **k):

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import fake_cifar
 import torch
 
 DRIVER = r'''
@@ -64,22 +65,12 @@ ENV = {**os.environ, 'OMP_NUM_THREADS': '1', 'MKL_NUM_THREADS': '1', 'IN_TEST': 
 ENV.pop('BSGATE_DEBUG', None)
 
 
-def _fake_cifar(root: Path) -> Path:
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for c in range(10):
-        d = root / 'train' / f'class{c}'; d.mkdir(parents=True)
-        for i in range(8):
-            Image.fromarray(np.clip(rng.normal(20 * c + 30, 40, (32, 32, 3)), 0, 255).astype(np.uint8)).save(d / f'{i}.png')
-    return root
-
-
 @pytest.fixture(scope='module')
 def setup(tmp_path_factory):
     "The data, the driver, and the uninterrupted run every faulty one is compared with (one thread, as the drivers)"
     import bsgate.train as T
     root = tmp_path_factory.mktemp('faults')
-    data = _fake_cifar(root / 'cifar')
+    data = fake_cifar(root / 'cifar')
     driver = root / 'driver.py'; driver.write_text(DRIVER)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
