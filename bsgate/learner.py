@@ -65,6 +65,8 @@ class Preset:
     pretrained: str|None = None    # a torchvision ResNet checkpoint file for the backbone
     aux_weight: float = 0.4        # PSPNet auxiliary loss weight
     seed: int = 42
+    holdout_seed: int = 42         # the validation hold-out carved from train (data without a validation split) and `limit`'s
+                                   # draw: fixed, so runs of other seeds validate on the same images (older configs: `seed`)
     lr_warmup: float = 0.          # linear lr warm-up from lr/10 over this fraction of training (0: none, the paper's)
     bs_reduction: str = 'sum'      # batch-shaping summed over the gates: γ means what it meant in the reference training code
     budget: str = 'layer'          # with `mac_target`: 'layer' (every gate layer held to one open fraction), 'mac' or 'open'
@@ -85,6 +87,7 @@ class Preset:
         if unknown: warnings.warn(f"Preset.from_json: field(s) {unknown} that this version of bsgate does not know "
                                   f"(written by a newer version?): ignored")
         d = {k: v for k, v in d.items() if k in known}
+        if 'holdout_seed' not in d and 'seed' in d: d['holdout_seed'] = d['seed']   # written before the field: its seed drew the hold-out
         for k in ('gate_at', 'lr_steps'):
             if d.get(k) is not None: d[k] = tuple(d[k])
         return cls(**d)

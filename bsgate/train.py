@@ -61,8 +61,8 @@ def preset_dls(p:Preset, data=None, limit:int|None=None, workers:int=0, device=N
     kw = dict(bs=p.bs, limit=limit, num_workers=workers, device=device)
     if pipeline == 'device':
         from bsgate.data.cifar_gpu import cifar_device_dls
-        return cifar_device_dls(data, valid_pct=None, seed=p.seed, **kw)
-    if p.dataset == 'cifar10': return dls_fn(data, valid_pct=None, seed=p.seed, **kw)
+        return cifar_device_dls(data, valid_pct=None, seed=p.holdout_seed, **kw)
+    if p.dataset == 'cifar10': return dls_fn(data, valid_pct=None, seed=p.holdout_seed, **kw)
     if p.dataset == 'imagenet': return dls_fn(data, size=p.size, **kw)
     return dls_fn(data, dataset=p.dataset, crop=p.size, **kw)
 
@@ -182,6 +182,7 @@ def _check_preset(p:Preset):
           ' (beyond, σ(bias) is 0 or 1 in float32: the gates would start shut or open for good, their gradients vanishing)')
     _need(_isint(p.bn_recal) and p.bn_recal >= 0, 'bn_recal', 'an integer ≥ 0 (batches)', p.bn_recal)
     _need(_isint(p.seed) and 0 <= p.seed < 2**32, 'seed', 'an integer in [0, 2³²)', p.seed)
+    _need(_isint(p.holdout_seed) and 0 <= p.holdout_seed < 2**32, 'holdout_seed', 'an integer in [0, 2³²)', p.holdout_seed)
     _need(p.budget in BUDGETS, 'budget', f"one of {', '.join(BUDGETS)}", p.budget)
     _need(_isint(p.size) and p.size >= 16, 'size', 'an integer ≥ 16 (pixels)', p.size)
     if p.dataset == 'cifar10' and p.size != 32:
