@@ -69,7 +69,9 @@ for d in (8, 14, 20, 32, 56):   # the dense curve: ResNets of several depths tra
 # the gated points of the front, each held to a fraction of ResNet-20's MACs that its run lands on (calibrate_gates)
 for d, f in ((32, 0.5), (32, 0.95), (56, 0.5)):
     RUNS[f'r{d}_bas{EF}_t{round(f * 100)}'] = (f'cifar10_r{d}', dict(COMMON, epochs=EF, lr_warmup=1 / EF, **GATED), None, f)
-for name in [n for n in RUNS if n.endswith(f'_dense{EF}') or f'_bas{EF}_t' in n]:   # a second seed of every front arm
+# batch-shaping against the budget alone (γ = 0) at the same landed MACs (issue: evidence v3, item 4): two seeds each, paired
+RUNS[f'r32_l0{EF}_t50'] = ('cifar10_r32', dict(COMMON, epochs=EF, lr_warmup=1 / EF, **dict(GATED, gamma=0.)), None, 0.5)
+for name in [n for n in RUNS if n.endswith(f'_dense{EF}') or f'_bas{EF}_t' in n or f'_l0{EF}_t' in n]:   # a second seed of every front arm
     pre, kw, parent, budget = RUNS[name]
     RUNS[f'{name}_s2'] = (pre, dict(kw, seed=2), parent, budget)
 for e in (5, 8, 25):   # the trend of the from-scratch gap with the epochs: the same pair, shorter and longer (schedules are fractions of the run)
