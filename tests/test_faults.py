@@ -1,8 +1,8 @@
 """Faults that need a process of their own: `kill -9` at chosen moments of `bsgate_train`, SIGINT/SIGTERM in
 `bsgate_train` and `bsgate_eval`, and two runs into one folder at once.
 
-Each fault is injected, not timed: a small driver script patches one `bsgate.train` function so that the process kills
-or signals itself at that exact moment (in the BatchNorm recalibration, half-way through writing a checkpoint, at a
+Each fault is injected, not timed: a small driver script patches one `bsgate.train` (or `bsgate.resume`) function so
+that the process kills or signals itself at that exact moment (in the BatchNorm recalibration, half-way through writing a checkpoint, at a
 given batch, while a checkpoint is saved), then runs the console script's main as `bsgate_train`/`bsgate_eval` do.
 What the fault leaves is then resumed here and compared, bit for bit, with an uninterrupted run of the same command
 (`nbs/11_train.ipynb` checks the same behaviours in-process, with exceptions standing in for the kills).
@@ -18,7 +18,7 @@ import torch
 DRIVER = r'''
 import os, sys, signal, time
 from pathlib import Path
-import bsgate.train as T
+import bsgate.train as T, bsgate.resume as R
 fault, cmd, argv = sys.argv[1], sys.argv[2], sys.argv[3:]
 me = os.getpid()
 def kill(): os.kill(me, signal.SIGKILL)
@@ -32,7 +32,7 @@ elif fault == 'kill_in_ckpt':                      # kill -9 half-way through wr
     def half(obj, path):
         if isinstance(obj, dict) and obj.get('epoch') == 2: Path(path).write_bytes(b'half a checkpoint'); kill()
         return save(obj, path)
-    T.torch_save = half
+    R.torch_save = half                          # where `Checkpoint` (bsgate.resume) finds it
 elif fault in ('sigint_in_epoch', 'sigterm_in_epoch'):   # the signal at the second batch of the second epoch
     s = signal.SIGINT if fault == 'sigint_in_epoch' else signal.SIGTERM
     after_loss = T.StopOnNaN.after_loss
@@ -45,7 +45,7 @@ elif fault == 'sigint_in_save':                    # SIGINT while the first chec
     def signalled(obj, path):
         if isinstance(obj, dict) and obj.get('epoch') == 1: os.kill(me, signal.SIGINT)
         return save(obj, path)
-    T.torch_save = signalled
+    R.torch_save = signalled
 elif fault == 'sigint_in_eval':                    # Ctrl-C while bsgate_eval measures
     metrics = T._final_metrics
     def signalled(*a, **k): os.kill(me, signal.SIGINT); return metrics(*a, **k)
