@@ -281,18 +281,13 @@ def publish(names:list):
 
 def predictions(names:list, force:bool=False) -> dict:
     "Per-image predictions of published runs on the hold-out, kept beside them (`valid_preds.json`) for paired tests"
-    from fastai.data.core import DataLoaders
-    from bsgate.train import read_config, load_run_weights, preset_dls, LEARNERS
-    from bsgate.callbacks import unwrap
+    from bsgate.analysis import load_run
     out = {}
     for name in names:
         f = PUBLISH / name / 'valid_preds.json'
         if f.is_file() and not force: out[name] = json.loads(f.read_text()); continue
-        p, _ = read_config(PUBLISH / name / 'config.json')
-        dl = preset_dls(p, str(DATA), None, 0, pipeline='host').valid
-        learn = LEARNERS[p.task][p.dataset](DataLoaders(dl, dl), p)
-        unwrap(learn.model).load_state_dict(load_run_weights(PUBLISH / name))
-        with learn.no_bar(), learn.no_logging(): preds, targ = learn.get_preds(dl=dl)
+        learn = load_run(PUBLISH / name, data=str(DATA))   # validating on the hold-out its training used
+        with learn.no_bar(), learn.no_logging(): preds, targ = learn.get_preds()
         d = dict(split='valid', n=len(targ), accuracy=float((preds.argmax(1) == targ).float().mean()),
                  pred=preds.argmax(1).tolist(), target=targ.tolist())
         f.write_text(json.dumps(d))
