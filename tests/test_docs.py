@@ -7,7 +7,8 @@ to HTML with nbconvert (into `_proc/_html/`, gitignored like `_proc/`). One test
 names the page. It also checks the site's configuration files and that README.md is generated from
 nbs/index.ipynb.
 
-`.venv/bin/python tests/test_docs.py` regenerates README.md from nbs/index.ipynb.
+`.venv/bin/python tests/test_docs.py` regenerates README.md from nbs/index.ipynb and nbs/benchmarks.ipynb (the site's
+Benchmarks page) from bench/README.md.
 """
 import difflib, os, re, sys, traceback, warnings
 from html import escape
@@ -66,9 +67,42 @@ def _read_json(p: Path) -> dict:
     return json.loads(p.read_text(encoding="utf-8"))
 
 
+# ---------------------------------------------------------------------------------------------------
+# nbs/benchmarks.ipynb <- bench/README.md (the one source of the measurements; the site shows it as the Benchmarks page)
+# ---------------------------------------------------------------------------------------------------
+BENCH_README, BENCH_PAGE = ROOT / "bench" / "README.md", NBS / "benchmarks.ipynb"
+BENCH_SUMMARY = ("What gating costs and saves, measured: the loss scales, accuracy at a MAC budget, real inference "
+                 "speed-up, training overhead, and how to run each script")
+BENCH_NOTE = ("*This page is `bench/README.md` of the repository, where the measurements are recorded; `tests/test_docs.py` "
+              "generates it and fails when the two differ. The scripts it names are in `bench/`.*")
+
+def render_benchmarks(text: str) -> dict:
+    "nbs/benchmarks.ipynb for the text of bench/README.md: its `# ` title with a one-line summary, then one markdown cell per `## ` section"
+    lines = text.rstrip("\n").split("\n")
+    if not lines[0].startswith("# "): raise ValueError("bench/README.md must start with its `# Title`")
+    sections, fence = [[]], None
+    for l in lines[1:]:
+        m = re.match(r"^\s*(```+|~~~+)", l)
+        if m and fence is None: fence = m.group(1)
+        elif m and l.strip().startswith(fence): fence = None
+        if fence is None and l.startswith("## ") and sections[-1]: sections.append([])
+        sections[-1].append(l)
+    cells = [f"{lines[0]}\n\n> {BENCH_SUMMARY}", BENCH_NOTE] + ["\n".join(s).strip("\n") for s in sections if "".join(s).strip()]
+    return {"cells": [{"cell_type": "markdown", "id": f"b{i:07d}", "metadata": {}, "source": c.splitlines(keepends=True)}
+                      for i, c in enumerate(cells)],
+            "metadata": {"kernelspec": {"display_name": "python3", "language": "python", "name": "python3"}},
+            "nbformat": 4, "nbformat_minor": 5}
+
+def _nb_text(nb: dict) -> str:
+    import json
+    return json.dumps(nb, indent=1, ensure_ascii=False) + "\n"
+
+
 if __name__ == "__main__":
     README.write_text(render_readme(_read_json(INDEX)), encoding="utf-8")
     print(f"wrote {README} from {INDEX}")
+    BENCH_PAGE.write_text(_nb_text(render_benchmarks(BENCH_README.read_text(encoding="utf-8"))), encoding="utf-8")
+    print(f"wrote {BENCH_PAGE} from {BENCH_README}")
     sys.exit(0)
 
 
@@ -217,6 +251,136 @@ def _layout_problems(nb) -> list:
     return problems
 
 
+# ---------------------------------------------------------------------------------------------------
+# The reader's checks (issue 26): what a reader meets on a rendered page
+# ---------------------------------------------------------------------------------------------------
+CODE_WIDTH = 120         # visible code lines at most this wide (the page's code column)
+FRONT_PAGE_WORDS = 250   # words before the front page's first code block: one screen at 1280×800
+# Pages of other owners whose violations of a reader check are known and listed (as warnings, with every detail) instead
+# of failing; a listed check that passes fails until its entry is removed. The owners empty this.
+PENDING_PAGES = {   # page: the reader checks it still fails (issue 26), for its owner to fix and remove
+    "10_learner.ipynb": {"captions", "code width", "rounding"},
+    "11_train.ipynb": {"code width", "fixtures", "rounding"},
+    "13_analysis.ipynb": {"captions", "code width", "fixtures", "rounding"},
+    "index.ipynb": {"code width", "front page"},
+    "tutorials/cifar10.ipynb": {"code width", "fixtures", "rounding", "subtitle"},
+}
+_OPT = re.compile(r"^\s*#\|\s*([\w-]+):?[ \t]*(.*?)\s*$", re.MULTILINE)
+
+def _opts(c) -> dict: return dict(_OPT.findall(c.source)) if c.cell_type == "code" else {}
+def _code_lines(c) -> list: return [l for l in c.source.splitlines() if not re.match(r"^\s*#\|", l)]
+
+def _shown_code(c) -> bool:
+    "A code cell whose code the page shows (folded or not): not a show_doc cell, not `echo: false`/`include: false`"
+    o = _opts(c)
+    return (c.cell_type == "code" and o.get("echo") != "false" and o.get("include") != "false"
+            and not re.search(r"^show_doc\(", c.source, re.MULTILINE) and bool("".join(_code_lines(c)).strip()))
+
+def _images(c) -> list:
+    return [o for o in c.get("outputs", []) if any(k.startswith("image/") for k in o.get("data", {}))]
+
+def _out_text(o) -> str:
+    if o.get("output_type") == "stream": return "".join(o.get("text", ""))
+    return "".join(o.get("data", {}).get("text/plain", "")) if o.get("output_type") in ("execute_result", "display_data") else ""
+
+def caption_problems(nb) -> list:
+    "Every figure has a caption: quarto's `#| fig-cap:` on the cell that draws it"
+    bad = [i for i, c in enumerate(nb.cells) if c.cell_type == "code" and _images(c) and _opts(c).get("include") != "false"
+           and not _opts(c).get("fig-cap", "").strip()]
+    return [f"{len(bad)} figure(s) without a caption (cells {bad}): add `#| fig-cap: \"...\"` to the cell that draws it"] if bad else []
+
+def code_width_problems(nb) -> list:
+    "Visible code (folded code too: a click shows it) fits the page: lines of at most CODE_WIDTH characters"
+    wide = [(i, len(l)) for i, c in enumerate(nb.cells) if _shown_code(c) for l in _code_lines(c) if len(l) > CODE_WIDTH]
+    return [f"{len(wide)} visible code line(s) over {CODE_WIDTH} characters (cell, length): {wide[:12]}{' ...' if len(wide) > 12 else ''}"] if wide else []
+
+def fixture_problems(nb) -> list:
+    """No test machinery in visible code: no shown cell defines a name starting with `_tst`, `_test` or `tmp` (fixtures,
+    scratch folders) or calls `.cleanup()`; hide such cells (`#| hide`) or lines (`#| hide_line`)"""
+    import ast
+    bad = []
+    for i, c in enumerate(nb.cells):
+        if not _shown_code(c): continue
+        try: tree = ast.parse("\n".join(l for l in _code_lines(c) if not l.lstrip().startswith(("%", "!"))))
+        except SyntaxError: continue
+        names = set()
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)): names.add(n.name)
+            elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store): names.add(n.id)
+            elif isinstance(n, ast.arg): names.add(n.arg)
+            elif isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr == "cleanup": names.add(".cleanup()")
+        hits = sorted(n for n in names if n.startswith(("_tst", "_test", "tmp")) or n == ".cleanup()")
+        if hits: bad.append(f"cell {i}: {hits}")
+    return [f"visible test fixtures or clean-up (hide the cell or the line): {'; '.join(bad)}"] if bad else []
+
+def folded_output_problems(nb) -> list:
+    "Folded check cells print nothing of fastai's: no progress bar, no results table (`with learn.no_bar(), learn.no_logging():`)"
+    bad = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code" or _opts(c).get("code-fold") not in ("true", "show"): continue
+        for o in c.get("outputs", []):
+            html = "".join(o.get("data", {}).get("text/html", ""))
+            if "fastprogress" in html or "<progress" in html or _out_text(o).strip() == "<IPython.core.display.HTML object>":
+                bad.append(i); break
+    return [f"{len(bad)} folded cell(s) show fastai's training output (cells {bad}): run the fit under "
+            "`with learn.no_bar(), learn.no_logging():`"] if bad else []
+
+_LONG_FLOAT = re.compile(r"(?<![\w.])-?\d+\.\d{10,}")
+
+def rounding_problems(nb) -> list:
+    "Outputs are rounded for reading: no float printed with 10 or more decimals (`0.8391592261904761`)"
+    bad = []
+    for i, c in enumerate(nb.cells):
+        if c.cell_type != "code" or _opts(c).get("include") == "false" or re.search(r"^show_doc\(", c.source, re.MULTILINE): continue
+        m = [f for o in c.get("outputs", []) for f in _LONG_FLOAT.findall(_out_text(o))]   # (a show_doc shows its markdown)
+        if m: bad.append(f"cell {i}: {m[:2]}")
+    return [f"unrounded numbers in outputs (round them for reading): {'; '.join(bad)}"] if bad else []
+
+def signature_problems(nb) -> list:
+    "API entries show real signatures: not `(*args, **kwargs)` (what show_doc gives a torch.autograd.Function)"
+    bad = []
+    for c in nb.cells:
+        for o in c.get("outputs", []):
+            md = "".join(o.get("data", {}).get("text/markdown", ""))
+            sig = _SIG_BLOCK.search(md)
+            if sig and re.fullmatch(r"[^(]*\(\s*\*args,\s*\*\*kwargs\s*\):?", " ".join(sig.group(1).split())):
+                bad.append((re.findall(r"^#+\s+(\S+)", md, re.MULTILINE) or ["?"])[0])
+    return [f"API entries with the signature (*args, **kwargs): {bad}; for an autograd Function show `forward`'s "
+            "arguments (show_doc(Fn, renderer=...) as nbs/02_shaping.ipynb does)"] if bad else []
+
+def subtitle_problems(src_nb) -> list:
+    "The title cell holds `# Title` and a one-line `> summary` only: nbdev keeps the first `> ` line and drops the rest of the cell"
+    cell = next((c for c in src_nb.cells if c.cell_type == "markdown"), None)
+    if cell is None: return []
+    extra = [l for l in cell.source.splitlines() if l.strip() and not re.match(r"^#\s+\S", l)
+             and not re.match(r"^-\s+\S.*:.*\S\s*$", l)]
+    quotes = [l for l in extra if l.startswith(">")]
+    if len(quotes) == 1 and len(extra) == 1: return []
+    return [f"the title cell's summary is not one `> ` line (nbdev shows only the first; the rest is lost): {extra[:3]}"]
+
+def front_page_problems(nb) -> list:
+    "The front page reads in one screen before its first code block: at most FRONT_PAGE_WORDS words (summary included)"
+    words = len(str(_frontmatter(nb).get("description", "")).split())
+    for c in nb.cells:
+        if c.cell_type == "code" and _shown_code(c): break
+        if c.cell_type == "markdown":
+            fence = re.search(r"^\s*(```|~~~)", c.source, re.MULTILINE)                 # a fenced code block ends it too
+            text = re.sub(r"\]\([^)]*\)", "]", c.source[:fence.start()] if fence else c.source)   # a link counts by its text
+            words += len(re.findall(r"\w[\w.,'’%×/-]*", re.sub(r"<[^>]+>", " ", text)))
+            if fence: break
+    return [f"{words} words before the first code block (at most {FRONT_PAGE_WORDS}: one screen at 1280×800)"] if words > FRONT_PAGE_WORDS else []
+
+READER_CHECKS = {"captions": caption_problems, "code width": code_width_problems, "fixtures": fixture_problems,
+                 "folded output": folded_output_problems, "rounding": rounding_problems, "signatures": signature_problems}
+
+def reader_problems(nb, src_nb, is_front: bool) -> dict:
+    "{check: problems} of the reader's checks for one processed page `nb` (its source notebook `src_nb`)"
+    res = {k: f(nb) for k, f in READER_CHECKS.items()}
+    res["subtitle"] = subtitle_problems(src_nb)
+    if is_front: res["front page"] = front_page_problems(nb)
+    return res
+
+
 @pytest.mark.parametrize("page", PAGES, ids=[str(p.relative_to(NBS)) for p in PAGES])
 def test_page(page: Path, processed):
     rel = page.relative_to(NBS)
@@ -260,6 +424,12 @@ def test_page(page: Path, processed):
         problems.append("exports public functions/classes but the page has no show_doc output")
     problems += _api_entry_problems(sd)
     problems += _layout_problems(nb)
+    pending = PENDING_PAGES.get(str(rel), {})
+    for check, found in reader_problems(nb, _read_nb(page), page == INDEX).items():
+        if check in pending:
+            if found: warnings.warn(f"{rel} (PENDING_PAGES, {check}): " + "; ".join(found))
+            else: problems.append(f"{check}: passes now; remove it from PENDING_PAGES[{str(rel)!r}] in tests/test_docs.py")
+        else: problems += [f"{check}: {p}" for p in found]
 
     # render the page as HTML (quarto's stand-in) with its title
     try:
@@ -335,6 +505,67 @@ def test_readme_is_generated_from_index():
         diff = "".join(difflib.unified_diff(got.splitlines(True), want.splitlines(True), "README.md", "from nbs/index.ipynb"))
         pytest.fail("README.md differs from nbs/index.ipynb; edit the notebook and run "
                     f"`.venv/bin/python tests/test_docs.py`:\n{diff}", pytrace=False)
+
+
+def test_benchmarks_page_is_generated_from_bench_readme():
+    "nbs/benchmarks.ipynb (the site's Benchmarks page) must be what bench/README.md, the one source, renders to"
+    want, got = render_benchmarks(BENCH_README.read_text(encoding="utf-8")), _read_json(BENCH_PAGE)
+    cells = lambda nb: [(c["cell_type"], _src(c)) for c in nb["cells"]]
+    if cells(got) != cells(want):
+        diff = "".join(difflib.unified_diff(_nb_text(got).splitlines(True), _nb_text(want).splitlines(True),
+                                            "nbs/benchmarks.ipynb", "from bench/README.md"))
+        pytest.fail("nbs/benchmarks.ipynb differs from bench/README.md; edit bench/README.md and run "
+                    f"`.venv/bin/python tests/test_docs.py`:\n{diff[:5000]}", pytrace=False)
+
+
+def _page(*cells, description="A one-line summary"):
+    "A processed page (as proc_nbs writes one) made of `cells`: ('md', source) or ('code', source, outputs)"
+    fm = nbformat.v4.new_raw_cell(f"---\ntitle: A page\ndescription: {description}\n---")
+    out = [fm]
+    for c in cells:
+        if c[0] == "md": out.append(nbformat.v4.new_markdown_cell(c[1]))
+        else: out.append(nbformat.v4.new_code_cell(c[1], outputs=[nbformat.from_dict(o) for o in (c[2] if len(c) > 2 else [])]))
+    return nbformat.v4.new_notebook(cells=out)
+
+
+def test_reader_checks_catch_each_violation():
+    "Each reader check passes a clean constructed page and reports a page that breaks it"
+    png = {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}, "metadata": {}}
+    table = {"output_type": "display_data", "metadata": {},
+             "data": {"text/html": '<div><table class="fastprogress"><tr><td>0</td></tr></table></div>', "text/plain": "<IPython.core.display.HTML object>"}}
+    def res(n): return {"output_type": "execute_result", "execution_count": 1, "metadata": {}, "data": {"text/plain": n}}
+    sig = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "### Fn\n\n```python\ndef Fn(\n    *args, **kwargs\n):\n```\n\n*A Function*"}}
+    good_sig = {"output_type": "display_data", "metadata": {}, "data": {"text/markdown": "### Fn\n\n```python\ndef Fn(\n    x, prior\n):\n```\n\n*A Function*"}}
+    clean = _page(("md", "Words."), ("code", '#| fig-cap: "A figure"\nplt.plot([1])', [png]),
+                  ("code", "#| code-fold: true\nwith learn.no_bar(), learn.no_logging(): learn.fit(1)\nx = 1"),
+                  ("code", "{'open': round(0.8391592261904761, 3)}", [res("{'open': 0.839}")]),
+                  ("code", "#| echo: false\n#| output: asis\nshow_doc(Fn)", [good_sig]), ("code", "a = " + "1 + " * 25 + "1"))
+    for name, f in READER_CHECKS.items(): assert f(clean) == [], (name, f(clean))
+    bad = {"captions": _page(("code", "plt.plot([1])", [png])),
+           "code width": _page(("code", "a = " + "1 + " * 40 + "1")),
+           "fixtures": _page(("code", "tmp = tempfile.TemporaryDirectory()")),
+           "folded output": _page(("code", "#| code-fold: true\nlearn.fit(1)\ntest_eq(1, 1)", [table])),
+           "rounding": _page(("code", "{'open': x}", [res("{'open': 0.8391592261904761}")])),
+           "signatures": _page(("code", "#| echo: false\n#| output: asis\nshow_doc(Fn)", [sig]))}
+    for name, page in bad.items():
+        found = READER_CHECKS[name](page)
+        assert len(found) == 1, (name, found)
+        for other, f in READER_CHECKS.items():
+            if other != name: assert f(page) == [], (name, other, f(page))
+    for src in ("x = 1\ntmp.cleanup()", "def _test_folder(): pass", "with tempfile.TemporaryDirectory() as tmp: pass"):
+        assert fixture_problems(_page(("code", src))), src
+    # subtitles: one `> ` line, nothing else in the title cell (read on the source notebook)
+    src_nb = lambda s: nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(s)])
+    assert subtitle_problems(src_nb("# Title\n\n> One line")) == []
+    assert subtitle_problems(src_nb("# Title\n\n> One line\n- skip_showdoc: true")) == []
+    assert subtitle_problems(src_nb("# Title\n\n> Two lines,\n> the second lost"))
+    assert subtitle_problems(src_nb("# Title\n\n> A summary whose second line\nhas no marker"))
+    assert subtitle_problems(src_nb("# Title"))
+    # the front page: words before the first code block
+    assert front_page_problems(_page(("md", "word " * 200), ("code", "x = 1"), ("md", "word " * 500))) == []
+    assert front_page_problems(_page(("md", "word " * 200), ("md", "more " * 60), ("code", "x = 1")))
+    assert front_page_problems(_page(("md", "word " * 240), ("code", "x = 1"), description="twenty " * 20))
+    assert front_page_problems(_page(("md", "word " * 200 + "\n```sh\npip install x\n```\n" + "after " * 100))) == []
 
 
 def test_readme_has_the_ci_commands():
