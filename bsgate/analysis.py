@@ -28,8 +28,8 @@ from .train import preset_dls, preset_eval_dl, read_config, load_run_weights, ch
 
 # %% auto #0
 __all__ = ['GateRecord', 'collect_gates', 'gate_categories', 'plot_gate_categories', 'plot_mac_histogram', 'show_extremes',
-           'mac_correlations', 'plot_macs_vs_difficulty', 'run_points', 'plot_accuracy_vs_macs', 'prior_fit',
-           'plot_gate_histograms', 'summary', 'load_run']
+           'mac_correlations', 'plot_macs_vs_difficulty', 'run_points', 'plot_accuracy_vs_macs', 'accuracy_macs_front',
+           'plot_front', 'prior_fit', 'plot_gate_histograms', 'summary', 'load_run']
 
 # %% ../nbs/13_analysis.ipynb #9f906feb
 @dataclass
@@ -290,11 +290,11 @@ def _point(r, metric:str|None=None) -> dict:
         if len(r) not in (3, 4): raise ValueError(f"a run as a tuple is (label, macs, accuracy[, dense]); got {r!r}")
         return dict(label=str(r[0]), macs=float(r[1]), metric=float(r[2]), dense=bool(r[3]) if len(r) == 4 else False,
                     name=metric or 'accuracy')
+    folder = None   # a bsgate_train folder: a dense run's MACs are counted from its config.json (depth, size, ...)
     if isinstance(r, (str, Path)):
         p = Path(r)
-        d = json.loads((p / 'metrics.json' if p.is_dir() else p).read_text())
-        if p.is_dir() and (p / 'config.json').is_file(): d.setdefault('overrides', {'size': json.loads((p / 'config.json').read_text())['size']})
-        r = d
+        folder = p if p.is_dir() and (p / 'config.json').is_file() else None
+        r = json.loads((p / 'metrics.json' if p.is_dir() else p).read_text())
     if not isinstance(r, dict): raise TypeError(f"a run must be a tuple, a dict or a JSON path, got {type(r).__name__}")
     m = r['metrics'] if isinstance(r.get('metrics'), dict) else r      # bench JSONs keep the metrics under 'metrics'
     key = metric or next((k for k in ('accuracy', 'miou') if k in m), None)
@@ -304,6 +304,7 @@ def _point(r, metric:str|None=None) -> dict:
     dense = r.get('dense', m.get('dense'))
     if dense is None: dense = 'mac_frac' not in m                        # no gate statistics: a dense network
     macs = m.get('macs') or m.get('dense_macs')
+    if macs is None and folder is not None: macs = _folder_dense_macs(folder)
     if macs is None:
         if preset is None: raise ValueError(f"run {label!r} has no MACs and no preset to count them from; add 'macs'")
         macs = _preset_dense_macs(preset, (r.get('overrides') or {}).get('size'))
@@ -325,6 +326,66 @@ def plot_accuracy_vs_macs(runs:list, metric:str|None=None, ax=None, figsize=(6, 
         if len(d): ax.plot(d.macs / scale, d.metric * 100, '*', ms=11, ls='none', label=f'{label} (dense)')
     ax.set_xlabel(f'{unit} per image'); ax.set_ylabel(f"{' / '.join(dict.fromkeys(df.name))} (%)")
     ax.legend(fontsize=7); ax.grid(alpha=0.3)
+    return ax
+
+# %% ../nbs/13_analysis.ipynb #2139eec6
+def _folder_dense_macs(folder:Path) -> int:
+    "MACs of a `bsgate_train` run's network without its gates, as its config.json describes it (depth, shortcut, size)"
+    p, _ = read_config(Path(folder) / 'config.json', 'accuracy_macs_front')
+    if p.arch == 'gaternet': return MacCounter(build_model(p), (3, p.size, p.size)).dense
+    return dense_macs(build_model(dataclasses.replace(p, gate_layer=None)), (3, p.size, p.size))
+
+def _front_point(r) -> dict:
+    "A run as a point of the front: a dict (accuracy, macs, gated) or a finished `bsgate_train` folder"
+    if isinstance(r, dict):
+        miss = {'accuracy', 'macs', 'gated'} - set(r)
+        if miss: raise ValueError(f"accuracy_macs_front: a run given as a dict needs {sorted(miss)}, got {sorted(r)}")
+        return dict(run=r.get('run', '?'), seed=r.get('seed'), precision=r.get('precision'), target=r.get('target'),
+                    landed=r.get('landed'), **{k: r[k] for k in ('accuracy', 'macs', 'gated')})
+    folder = Path(r)
+    if not (folder / 'metrics.json').is_file():
+        raise FileNotFoundError(f"accuracy_macs_front: no {folder / 'metrics.json'}: not a finished bsgate_train run")
+    m = json.loads((folder / 'metrics.json').read_text())
+    p, run = read_config(folder / 'config.json', 'accuracy_macs_front')
+    gated, b = p.gate_layer is not None, m.get('budget') or {}
+    return dict(run=folder.name, accuracy=m['accuracy'], macs=float(m['macs'] if gated else _folder_dense_macs(folder)),
+                gated=gated, seed=p.seed, precision=run.get('precision') or 'fp32', target=b.get('target'),
+                landed=b.get('landed'))
+
+def accuracy_macs_front(arms:dict,   # arm name → its runs (one per seed): bsgate_train folders or point dicts
+                       ) -> dict:
+    "Per arm: mean and spread (half the range) over seeds of accuracy and MACs; gated arms against the dense arms' curve"
+    out = {}
+    for name, runs in arms.items():
+        pts = [_front_point(r) for r in runs]
+        if not pts: raise ValueError(f"accuracy_macs_front: arm {name!r} has no runs")
+        if len({q['gated'] for q in pts}) > 1: raise ValueError(f"accuracy_macs_front: arm {name!r} mixes gated and dense runs")
+        accs = [q['accuracy'] for q in pts]
+        out[name] = dict(runs=[q['run'] for q in pts], seeds=[q['seed'] for q in pts], accuracies=accs,
+                         accuracy=sum(accs) / len(accs), spread=(max(accs) - min(accs)) / 2,
+                         macs=sum(q['macs'] for q in pts) / len(pts), gated=pts[0]['gated'],
+                         precision=sorted({str(q['precision']) for q in pts}), target=pts[0]['target'],
+                         landed=[q['landed'] for q in pts])
+    dense = sorted((v['macs'], v['accuracy']) for v in out.values() if not v['gated'])
+    for v in out.values():
+        if not v['gated']: continue
+        v['dense_curve'] = v['above_curve'] = None   # outside the dense arms' MACs: no curve to compare with
+        if len(dense) >= 2 and dense[0][0] <= v['macs'] <= dense[-1][0]:
+            k = next(k for k in range(1, len(dense)) if dense[k][0] >= v['macs'])
+            (m0, a0), (m1, a1) = dense[k - 1], dense[k]
+            v['dense_curve'] = a0 + (a1 - a0) * (v['macs'] - m0) / (m1 - m0)
+            v['above_curve'] = v['accuracy'] - v['dense_curve']
+    return out
+
+def plot_front(front:dict, ax=None, figsize=(6, 3.5)):
+    "Accuracy against MACs per image: the dense arms as a curve, the gated arms as points; error bars: the seeds' spread"
+    ax = _ax(ax, figsize)
+    for gated, fmt, label in ((False, 'o-', 'dense'), (True, 's', 'gated')):
+        pts = sorted((v['macs'] / 1e6, 100 * v['accuracy'], 100 * v['spread'], k) for k, v in front.items() if v['gated'] == gated)
+        if not pts: continue
+        ax.errorbar(*zip(*[q[:3] for q in pts]), fmt=fmt, ms=5, capsize=3, label=label)
+        for x, y, _, k in pts: ax.annotate(k, (x, y), textcoords='offset points', xytext=(5, -11 if not gated else 4), fontsize=7)
+    ax.set_xlabel('MMACs per image'); ax.set_ylabel('accuracy (%)'); ax.grid(alpha=0.3); ax.legend(fontsize=7)
     return ax
 
 # %% ../nbs/13_analysis.ipynb #47bd63f1
