@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 import torch
 from .callbacks import unwrap, GateCollector   # before fastai: quiet import
+from .distrib import all_ranks_ok
 from .runs import strict_json, torch_save, atomic_write, save_json, _first_line, _load_state, _names
 from fastai.callback.core import Callback
 from fastai.learner import Recorder
@@ -120,7 +121,8 @@ class StopOnNaN(Callback):
     def before_backward(self):     # with the regularised loss (batch-shaping and L0 added), checked once
         ok = torch.isfinite(self.learn.loss_grad).all()
         if self._ok is not None: ok = ok & self._ok
-        if not ok: raise Diverged(f"training diverged: a non-finite loss or gate probability at {self._where()}")
+        # under torchrun the verdict is every rank's: all stop at this batch, or none
+        if not all_ranks_ok(ok): raise Diverged(f"training diverged: a non-finite loss or gate probability at {self._where()}")
     def after_train(self):
         bad = [k for k, v in unwrap(self.model).state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
         if bad: raise Diverged(f"training diverged: non-finite weights ({_names(bad, 3)}) after the training batches of epoch {self.epoch}")

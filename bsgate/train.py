@@ -29,6 +29,7 @@ from .resume import *
 from .resume import _prev, _num, _nullctx, _opt_state_to_params, _Signals
 from .speed import *
 from .speed import _cudnn_kernels
+from .distrib import world_size, distrib_group, RankParallel, _one_process, _rank0, _rank_device
 _all_ = ['OUTPUTS', 'GATE_BIAS_MAX', 'strict_json', 'torch_save', 'atomic_write', 'save_json', 'save_config', 'read_config',
          'data_vocab', 'check_classes', 'check_vocab', 'load_run_weights', 'RunLock', 'finished_run', 'check_options',
          'check_image_size', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'Interrupted',
@@ -155,6 +156,7 @@ def _stop_message(signum:int, p:Preset, out:Path, where:dict, data, limit) -> st
 
 def _load_dls(p:Preset, data, limit, workers, pipeline):
     "`preset_dls` on this process's device; a full disk while caching the decoded data names the cache folder"
+    if world_size() > 1: p = dataclasses.replace(p, bs=p.bs * world_size())   # the global batch: each rank reads its share
     try: return preset_dls(p, data, limit, workers, device=_rank_device(), pipeline=pipeline)
     except OSError as e:
         x = e
@@ -192,15 +194,7 @@ class EpochLine:
         if not body: body = 'skipped (done before the resume)' if vals[0] < max([getattr(c, '_skip_to', 0) for c in self.learn.cbs] + [0]) else 'stopped'
         print(f"{ep}: {body} ({vals[-1]})", file=self.file or sys.stdout, flush=True)
 
-def _rank0() -> bool: return int(os.environ.get('RANK', 0)) == 0
-
-def _rank_device():
-    "Under torchrun with CUDA: this process's GPU (`LOCAL_RANK`), made current before any data or model touches a device"
-    if int(os.environ.get('WORLD_SIZE', 1)) > 1 and torch.cuda.is_available():
-        d = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
-        torch.cuda.set_device(d)
-        return d
-    return None   # the default device (fastai's `default_device()`)
+# _rank0, _rank_device: bsgate.distrib
 
 # %% ../nbs/11_train.ipynb #6194040f
 @call_parse
@@ -313,14 +307,16 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
                 cbs = [Checkpoint(ckpt, start, history, smooth, guard=sig.defer), EpochSeed(p.seed), StopOnNaN()]
                 where['ck'] = cbs[0]
                 if quiet: learn.logger = EpochLine(learn, p.epochs)
-                ctx = learn.no_bar() if quiet else _nullctx()
+                if not _rank0(): learn.logger = lambda *a, **k: None   # rank 0 prints
+                ctx = learn.no_bar() if quiet or not _rank0() else _nullctx()
                 try:
                     with ctx:
-                        if int(os.environ.get('WORLD_SIZE', 1)) > 1:
-                            import fastai.distributed  # noqa: patches `Learner.distrib_ctx`
-                            with learn.distrib_ctx(): learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-                        else: learn.fit(p.epochs, start_epoch=start, cbs=cbs)
-                        metrics = _final_phase(learn, p, land, cbs[0].history[-1] if cbs[0].history else None)
+                        with distrib_group():   # under torchrun: gloo on CPUs, NCCL on GPUs (bsgate.distrib)
+                            if world_size() > 1: cbs.append(RankParallel())
+                            learn.fit(p.epochs, start_epoch=start, cbs=cbs)
+                        if not _rank0(): return {}   # rank 0 runs the final phase and writes; the others are done
+                        with _one_process():   # rank 0 alone: fastai must not gather over the other ranks
+                            metrics = _final_phase(learn, p, land, cbs[0].history[-1] if cbs[0].history else None)
                 except Diverged as e:
                     h = cbs[0].history
                     kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"
@@ -412,11 +408,12 @@ def _console(func, argv:list|None=None):
         with _Signals(): func(**args)   # SIGTERM, like Ctrl-C, raises `Interrupted`
     except _ERRORS as e:
         if os.environ.get('BSGATE_DEBUG'): raise
+        if isinstance(e, Diverged) and not _rank0(): sys.exit(1)   # under torchrun every rank stops; rank 0 says why
         msg = e.strerror if isinstance(e, OSError) and e.strerror and e.filename is None else str(e)
         sys.exit(f"{parser.prog}: error: {' '.join(msg.split()).removeprefix(parser.prog + ': ') or type(e).__name__}")
     except KeyboardInterrupt as e:   # Ctrl-C or SIGTERM: one line, and the shell's status for a signal
         if os.environ.get('BSGATE_DEBUG'): raise
-        print(f"{parser.prog}: {getattr(e, 'msg', None) or 'stopped by SIGINT'}", file=sys.stderr, flush=True)
+        if _rank0(): print(f"{parser.prog}: {getattr(e, 'msg', None) or 'stopped by SIGINT'}", file=sys.stderr, flush=True)
         sys.exit(128 + getattr(e, 'signum', signal.SIGINT))
     finally: warnings.formatwarning = fmt
 
