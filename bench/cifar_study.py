@@ -164,51 +164,50 @@ def analyse(name:str) -> dict:
     f.write_text(json.dumps(s, indent=1))
     return s
 
-def front(plot:bool=True) -> dict:
-    "The accuracy–MACs front at EF epochs: dense ResNets of several depths against the gated points (mean and spread of seeds)"
-    import statistics
+FIG = ROOT / 'bench' / 'figures'   # figures drawn from published runs (committed: bench/README.md shows them)
+FRONT_MARK = ('<!-- front table: bench/cifar_study.py --front -->', '<!-- end of front table -->')
+
+def front_arms() -> dict:
+    "The front's arms (label → the published folders of its seeds), in the order of the table"
+    arms = {f'R-{d} dense': f'r{d}_dense{EF}' for d in (8, 14, 20, 32, 56)}
+    arms.update({'R-32 BaS @0.50': f'r32_bas{EF}_t50', 'R-32 budget only @0.50': f'r32_l0{EF}_t50',
+                 'R-32 BaS @0.95': f'r32_bas{EF}_t95', 'R-56 BaS @0.50': f'r56_bas{EF}_t50'})
+    out = {k: [PUBLISH / n for n in (r, f'{r}_s2') if (PUBLISH / n / 'metrics.json').is_file()] for k, r in arms.items()}
+    return {k: v for k, v in out.items() if v}
+
+def front_table(fr:dict) -> str:
+    "The front as the markdown table bench/README.md shows (every number from the published runs)"
     r20 = dense_of(20)
-    pts = {}
-    for name in RUNS:
-        if not (name.endswith(f'_dense{EF}') or f'_bas{EF}_t' in name) and not (name.endswith('_s2') and f'{EF}' in name): continue
-        f = RES / f'study2_{name}.json'
-        if not f.exists():
-            f = PUBLISH / name / 'metrics.json'
-            if not f.exists(): continue
-            m = json.loads(f.read_text())
-        else: m = json.loads(f.read_text())['metrics']
-        base = name.removesuffix('_s2')
-        depth = RUNS[name][1].get('depth') or int(RUNS[name][0].split('_r')[1].split('_')[0])
-        macs = m.get('macs') or dense_of(depth)
-        pts.setdefault(base, []).append(dict(run=name, accuracy=m['accuracy'], macs=macs, gated=bool(m.get('gates')),
-                                              target=(m.get('budget') or {}).get('target'), landed=(m.get('budget') or {}).get('landed')))
-    out = {}
-    for base, rs in pts.items():
-        accs = [r['accuracy'] for r in rs]
-        out[base] = dict(runs=[r['run'] for r in rs], accuracy=statistics.mean(accs), spread=(max(accs) - min(accs)) / 2,
-                         macs=statistics.mean(r['macs'] for r in rs), macs_vs_r20=statistics.mean(r['macs'] for r in rs) / r20,
-                         gated=rs[0]['gated'], target=rs[0]['target'], landed=[r['landed'] for r in rs])
-    dense = sorted((v['macs'], v['accuracy']) for v in out.values() if not v['gated'])
-    for v in out.values():   # the dense curve's accuracy at a gated point's MACs (linear between neighbours)
-        if v['gated'] and len(dense) >= 2 and dense[0][0] <= v['macs'] <= dense[-1][0]:
-            i = next(k for k in range(1, len(dense)) if dense[k][0] >= v['macs'])
-            (m0, a0), (m1, a1) = dense[i - 1], dense[i]
-            v['dense_curve'] = a0 + (a1 - a0) * (v['macs'] - m0) / (m1 - m0)
-            v['above_curve'] = v['accuracy'] - v['dense_curve']
-    (RES / 'front.json').write_text(json.dumps(out, indent=1))
-    if plot and out:
+    pct = lambda v: '—' if v is None else f"{100 * v:.1f}%"
+    rows = []
+    for k, v in fr.items():
+        acc = ' / '.join(f"{100 * a:.1f}%" for a in v['accuracies'])
+        mean = f"{100 * v['accuracy']:.1f}% ± {100 * v['spread']:.1f}" if len(v['runs']) > 1 else f"{100 * v['accuracy']:.1f}%"
+        land = '—' if not v['gated'] else ', '.join('—' if l is None else f"{l:.3f}" for l in v['landed']) + \
+            ('' if v['target'] is None else f" (target {v['target']:.3f})")
+        curve = '—' if v.get('dense_curve') is None else f"{100 * v['dense_curve']:.1f}% ({100 * v['above_curve']:+.1f})"
+        rows.append(f"| {k} | {', '.join(v['runs'])} | {'/'.join(v['precision'])} | {acc} | {mean} | {v['macs'] / 1e6:.2f} M | "
+                    f"{v['macs'] / r20:.3f} | {land} | {curve} |")
+    return ("| arm | runs | precision | accuracy per seed | mean ± half-range | MACs/image | vs dense R20 | landed (of own dense) "
+            "| dense curve there (gated − curve) |\n|---|---|---|---|---|---|---|---|---|\n" + "\n".join(rows))
+
+def front(plot:bool=True) -> dict:
+    "The accuracy–MACs front of the published E=30 arms: bench/README.md's table (between FRONT_MARK) and bench/figures/front.png"
+    from bsgate.analysis import accuracy_macs_front, plot_front
+    fr = accuracy_macs_front(front_arms())
+    readme = ROOT / 'bench' / 'README.md'
+    text, (start, end) = readme.read_text(), FRONT_MARK
+    if start not in text: raise ValueError(f"{readme} has no {start} ... {end} block for the front table")
+    readme.write_text(text[:text.index(start)] + start + '\n' + front_table(fr) + '\n' + end + text[text.index(end) + len(end):])
+    (RES / 'front.json').write_text(json.dumps({k: {**v, 'runs': v['runs']} for k, v in fr.items()}, indent=1, default=str))
+    if plot and fr:
         import matplotlib; matplotlib.use('Agg')
         import matplotlib.pyplot as plt
-        fig, ax = plt.subplots(figsize=(6, 3.8))
-        d = sorted((v['macs'] / 1e6, 100 * v['accuracy'], 100 * v['spread'], k) for k, v in out.items() if not v['gated'])
-        ax.errorbar([x[0] for x in d], [x[1] for x in d], [x[2] for x in d], fmt='o-', label=f'dense ResNets ({EF} epochs)')
-        for m, a, e, k in d: ax.annotate(k.split('_')[0].replace('r', 'R-'), (m, a), textcoords='offset points', xytext=(4, -10), fontsize=7)
-        g = [(v['macs'] / 1e6, 100 * v['accuracy'], 100 * v['spread'], k) for k, v in out.items() if v['gated']]
-        if g: ax.errorbar([x[0] for x in g], [x[1] for x in g], [x[2] for x in g], fmt='s', label=f'gated ({EF} epochs)')
-        for m, a, e, k in g: ax.annotate(k, (m, a), textcoords='offset points', xytext=(4, 4), fontsize=7)
-        ax.set_xlabel('MACs per image (millions)'); ax.set_ylabel('validation accuracy (%)'); ax.grid(alpha=.3); ax.legend(fontsize=8)
-        fig.tight_layout(); fig.savefig(RES / 'front.png', dpi=120)
-    return out
+        FIG.mkdir(exist_ok=True)
+        ax = plot_front(fr, figsize=(6.4, 3.8)); ax.margins(x=0.1, y=0.15)
+        ax.set_title(f'CIFAR-10, {EF} epochs, 5,000 hold-out images (published runs)', fontsize=9)
+        ax.figure.tight_layout(); ax.figure.savefig(FIG / 'front.png', dpi=110); plt.close(ax.figure)
+    return fr
 
 def report() -> str:
     r20 = dense_of(20)
