@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 from .learner import Preset, RUN_KEYS, LEARNERS, build_model   # before fastai: quiet import (`bsgate.callbacks`)
-from .data.core import IMAGE_EXTS
+from .data.core import IMAGE_EXTS, _umask
 from .macs import gate_mac_weights
 from .callbacks import BUDGETS, open_target
 try: import fcntl
@@ -46,15 +46,6 @@ def torch_save(obj, path:str|Path):
     with open(path, 'wb') as f: torch.save(obj, f)
 
 # %% ../nbs/10a_runs.ipynb #43a7671e
-def _umask() -> int:
-    "The process's umask, read without changing it where Linux's /proc allows"
-    try:
-        for l in Path('/proc/self/status').read_text().splitlines():
-            if l.startswith('Umask:'): return int(l.split()[1], 8)
-    except (OSError, ValueError, IndexError): pass
-    m = os.umask(0o022); os.umask(m)
-    return m
-
 def atomic_write(path:str|Path,   # the file to (re)place
                  write,           # write(tmp) writes the content to the temporary path tmp
                  keep_old:str|Path|None=None, # move the file being replaced here first (e.g. checkpoint.prev.pth)

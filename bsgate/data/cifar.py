@@ -18,7 +18,8 @@ from fastai.vision.core import cifar_stats
 from fastai.data.core import DataLoaders, TfmdDL
 from fastai.data.external import URLs
 from .core import (IMAGE_EXTS, bsgate_cache, check_path, is_archive, file_key, extract_archive, read_image,
-                              stratified_split, limit_idxs, TensorImages, image_dl, image_dls, download, _replace_old)
+                              stratified_split, limit_idxs, TensorImages, image_dl, image_dls, download, _replace_old,
+                              _umask)
 
 # %% auto #0
 __all__ = ['CifarArrays', 'load_cifar', 'cifar_splits', 'cifar_classes', 'PadCropFlip', 'cifar_dls', 'cifar_eval_dl']
@@ -111,9 +112,10 @@ def _save(f:Path, splits:dict):
     "Write `splits` (name → `CifarArrays`) to the npz `f` atomically"
     arrays = {}
     for s, a in splits.items(): arrays.update({f'{s}.images': a.images, f'{s}.labels': a.labels, f'{s}.classes': np.array(a.classes)})
-    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix='.tmp-', suffix='.npz')
+    fd, tmp = tempfile.mkstemp(dir=f.parent, prefix='.tmp-', suffix='.npz')   # mode 0600, as mkstemp makes it
     try:
         with os.fdopen(fd, 'wb') as o: np.savez(o, **arrays)
+        os.chmod(tmp, 0o666 & ~_umask())   # a cache others may read, as any file the user's umask allows
         os.replace(tmp, f)
     except BaseException:
         Path(tmp).unlink(missing_ok=True); raise

@@ -33,6 +33,15 @@ IGNORE_INDEX = 255   # mask value that segmentation losses and metrics skip
 ARCHIVE_EXTS = ('.tar.gz', '.tgz', '.tar', '.zip')
 IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.bmp', '.webp')
 
+def _umask() -> int:
+    "The process's umask, read without changing it where Linux's /proc allows"
+    try:
+        for l in Path('/proc/self/status').read_text().splitlines():
+            if l.startswith('Umask:'): return int(l.split()[1], 8)
+    except (OSError, ValueError, IndexError): pass
+    m = os.umask(0o022); os.umask(m)
+    return m
+
 def bsgate_cache(cache_dir:str|Path|None=None, # Use this folder; default $BSGATE_CACHE, else $XDG_CACHE_HOME/bsgate (~/.cache/bsgate)
                 ) -> Path:
     "The cache folder (created if needed)"
