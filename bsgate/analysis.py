@@ -328,7 +328,7 @@ def plot_accuracy_vs_macs(runs:list, metric:str|None=None, ax=None, figsize=(6, 
     ax.legend(fontsize=7); ax.grid(alpha=0.3)
     return ax
 
-# %% ../nbs/13_analysis.ipynb #2139eec6
+# %% ../nbs/13_analysis.ipynb #1a9fae54
 def _folder_dense_macs(folder:Path) -> int:
     "MACs of a `bsgate_train` run's network without its gates, as its config.json describes it (depth, shortcut, size)"
     p, _ = read_config(Path(folder) / 'config.json', 'accuracy_macs_front')
@@ -377,6 +377,7 @@ def accuracy_macs_front(arms:dict,   # arm name → its runs (one per seed): bsg
             v['above_curve'] = v['accuracy'] - v['dense_curve']
     return out
 
+# %% ../nbs/13_analysis.ipynb #c2a95f3e
 def plot_front(front:dict, ax=None, figsize=(6, 3.5)):
     "Accuracy against MACs per image: the dense arms as a curve, the gated arms as points; error bars: the seeds' spread"
     ax = _ax(ax, figsize)
