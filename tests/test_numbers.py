@@ -179,6 +179,8 @@ def calibration_values() -> dict:
     v['mac_hi'] = num(rows['CIFAR ResNet-20']["λ=30 budget `'mac'` (old)"], 1)
     v['mac_lo'] = num(rows[CLASSIFY[3]]["λ=30 budget `'mac'` (old)"], 1)
     v['gates'] = {n: int(num(rows[n]['gates'])) for n in CLASSIFY}
+    v['r20'], v['r56'], v['r110'], v['r50'] = (int(num(rows[n]['γ=0.75 BaS, sum'], 1)) for n in CLASSIFY)
+    v['cifar_lo'], v['cifar_hi'] = min(v['r20'], v['r56'], v['r110']), max(v['r20'], v['r56'], v['r110'])
     w = table(CAL, 'Results', 1)
     s, mn, z = (row(w, arm=a) for a in ('γ = 0.75, sum', 'γ = 0.75, mean', 'γ = 0'))
     v['cvm_sum'], v['cvm_mean'], v['cvm_none'] = (num(x['CvM pooled']) for x in (s, mn, z))
@@ -298,6 +300,8 @@ CLAIMS = [   # (template, pages); the template is formatted with values() and so
     ("γ = 0.75 × {cal[strong_med]:.0f}/{cal[seg]:.0f} ≈ {cal[gamma_seg]:.2f}", BENCH),
     ("fell from {cal[mac_hi]:.0f}× to {cal[mac_lo]:.2f}× the task", BENCH),
     ("{cal[g20]}× weaker at ResNet-20, {cal[g110]}× at ResNet-110", BENCH + ('nbs/02_shaping.ipynb',)),
+    ("{cal[cifar_lo]}–{cal[cifar_hi]}× the task loss's on the CIFAR ResNets ({cal[r20]}× on ResNet-20, {cal[r56]}× on -56, "
+     "{cal[r110]}× on -110; {cal[r50]}× on the ImageNet ResNet-50)", ('nbs/10_learner.ipynb',)),
     ("(CvM {cal[cvm_mean]:.3f} against {cal[cvm_none]:.3f}, {cal[open_mean]:.0f}% open)", BENCH),
     ("(CvM {cal[cvm_sum]:.4f} against {cal[cvm_none]:.3f} without batch-shaping); the network then computes "
      "{cal[open_sum]:.0f}% of its channels", BENCH),
