@@ -12,11 +12,17 @@ from .callbacks import unwrap   # before fastai: quiet import
 from fastai.callback.core import Callback
 
 # %% auto #0
-__all__ = ['rank_device', 'world_size', 'rank', 'distrib_group', 'all_ranks_ok', 'shard_idxs', 'RankParallel']
+__all__ = ['rank_device', 'world_size', 'rank', 'all_ranks_ok', 'distrib_group', 'shard_idxs', 'RankParallel']
 
 # %% ../nbs/10d_distrib.ipynb #325cf586
-def world_size() -> int: return int(os.environ.get('WORLD_SIZE', 1))
-def rank() -> int: return int(os.environ.get('RANK', 0))
+def world_size() -> int:
+    "The number of processes torchrun started (`WORLD_SIZE`; 1 without torchrun)"
+    return int(os.environ.get('WORLD_SIZE', 1))
+
+# %% ../nbs/10d_distrib.ipynb #d7a1c0e2
+def rank() -> int:
+    "This process's rank under torchrun (`RANK`; 0 without torchrun)"
+    return int(os.environ.get('RANK', 0))
 def _rank0() -> bool: return rank() == 0
 
 def _rank_device():
@@ -28,6 +34,14 @@ def _rank_device():
     return None   # the default device (fastai's `default_device()`)
 
 rank_device = _rank_device
+
+# %% ../nbs/10d_distrib.ipynb #d7a1c0e4
+def all_ranks_ok(ok:Tensor) -> Tensor:
+    "The boolean tensor `ok` and-ed over every rank (itself without a process group): one all-reduce"
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return ok
+    t = ok.detach().to(torch.float32).reshape(1)
+    dist.all_reduce(t, op=dist.ReduceOp.MIN)
+    return t[0] > 0
 
 # %% ../nbs/10d_distrib.ipynb #24e6d4c9
 class distrib_group:
@@ -42,13 +56,6 @@ class distrib_group:
         if self.made and dist.is_initialized(): dist.destroy_process_group()
         self.made = False
         return False
-
-def all_ranks_ok(ok:Tensor) -> Tensor:
-    "The boolean tensor `ok` and-ed over every rank (itself without a process group): one all-reduce"
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1: return ok
-    t = ok.detach().to(torch.float32).reshape(1)
-    dist.all_reduce(t, op=dist.ReduceOp.MIN)
-    return t[0] > 0
 
 class _one_process:
     "For the block, `WORLD_SIZE` 1: fastai (`num_distrib`) gathers nothing over ranks (rank 0's final phase, alone)"

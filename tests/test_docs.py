@@ -259,7 +259,6 @@ FRONT_PAGE_WORDS = 250   # words before the front page's first code block: one s
 # Pages of other owners whose violations of a reader check are known and listed (as warnings, with every detail) instead
 # of failing; a listed check that passes fails until its entry is removed. The owners empty this.
 PENDING_PAGES = {   # page: the reader checks it still fails (issue 26), for its owner to fix and remove
-    "11_train.ipynb": {"code width", "fixtures", "rounding"},
 }
 _OPT = re.compile(r"^\s*#\|\s*([\w-]+):?[ \t]*(.*?)\s*$", re.MULTILINE)
 
