@@ -193,8 +193,9 @@ def results_table() -> str:
         macs = m.get('macs') or dense_macs(c['depth'], c.get('shortcut', 'A'))
         rows.append(f"| [`{run}`](https://github.com/bsgate/bsgate/tree/main/checkpoints/cifar10/{run}) | {what} | {epochs} | {c.get('precision') or 'fp32'} | "
                     f"{100 * m['accuracy']:.1f}% | {macs / 1e6:.1f} M ({macs / r20:.2f}) |")
-    return ("| run | network | epochs | precision | accuracy | MACs/image (of dense ResNet-20) |\n"
-            "|---|---|---|---|---|---|\n" + "\n".join(rows))
+    return ("| run | network | epochs | precision | accuracy | MACs/image (of dense ResNet-20) |\n"   # dashes: column widths
+            "|--------------|------------------------------------------|------|---------|--------|----------------|\n"
+            + "\n".join(rows))
 
 
 def _index_block(text:str) -> str:
