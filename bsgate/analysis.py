@@ -187,15 +187,21 @@ def plot_gate_categories(rec:GateRecord, threshold:float=0., ax=None, figsize=(6
     return ax
 
 # %% ../nbs/13_analysis.ipynb #37c26a71
+def _mac_scale(rec:GateRecord) -> tuple:
+    "(divisor, unit) for readable MAC axes: GMACs for networks of a billion MACs or more (PSPNet), else MMACs"
+    return (1e9, 'GMACs') if rec.dense >= 1e9 else (1e6, 'MMACs')
+
 def plot_mac_histogram(rec:GateRecord, frac:bool=False, bins:int=30, ax=None, figsize=(6, 3)):
-    "Histogram of the per-image MACs (MMACs, or `frac`tion of dense) with the dense cost and the mean marked"
+    "Histogram of the per-image MACs (MMACs or GMACs, or `frac`tion of dense) with the dense cost and the mean marked"
     ax = _ax(ax, figsize)
-    v = (rec.mac_frac if frac else rec.macs / 1e6).numpy()
-    d = 1. if frac else rec.dense / 1e6
+    s, unit = _mac_scale(rec)
+    v = (rec.mac_frac if frac else rec.macs / s).numpy()
+    d = 1. if frac else rec.dense / s
     ax.hist(v, bins=bins, color='tab:blue', alpha=0.8)
     ax.axvline(d, color='k', ls='--', label=f'dense {d:.3g}')
     ax.axvline(v.mean(), color='tab:red', label=f'mean {v.mean():.3g}')
-    ax.set_xlabel('fraction of dense MACs' if frac else 'MMACs per image'); ax.set_ylabel('images')
+    ax.set_xlabel('fraction of dense MACs' if frac else f'{unit} per image'); ax.set_ylabel('images')
+    ax.ticklabel_format(axis='x', style='plain', useOffset=False)   # no '+4.448e4' offset on large networks
     ax.legend(fontsize=7); ax.set_title(f'cost per image ({rec.n} images)', fontsize=9)
     return ax
 
@@ -264,7 +270,8 @@ def mac_correlations(rec:GateRecord, by='loss') -> dict:
 def plot_macs_vs_difficulty(rec:GateRecord, by='loss', frac:bool=False, ax=None, figsize=(6, 3)):
     "Scatter of per-image MACs against `by` ('loss', 'confidence' or (N,) values), correct/wrong coloured, ρ and r in the title"
     ax, x = _ax(ax, figsize), _difficulty(rec, by).numpy()
-    y = (rec.mac_frac if frac else rec.macs / 1e6).numpy()
+    s, unit = _mac_scale(rec)
+    y = (rec.mac_frac if frac else rec.macs / s).numpy()
     if rec.task == 'classification' and rec.correct is not None:
         ok = rec.correct.numpy() > 0.5
         ax.scatter(x[ok], y[ok], s=6, alpha=0.6, color='tab:blue', label='correct')
@@ -272,7 +279,9 @@ def plot_macs_vs_difficulty(rec:GateRecord, by='loss', frac:bool=False, ax=None,
         ax.legend(fontsize=7, markerscale=2)
     else: ax.scatter(x, y, s=6, alpha=0.6)
     c = mac_correlations(rec, by)
-    ax.set_xlabel(by if isinstance(by, str) else 'difficulty'); ax.set_ylabel('fraction of dense MACs' if frac else 'MMACs per image')
+    ax.set_xlabel(by if isinstance(by, str) else 'difficulty')
+    ax.set_ylabel('fraction of dense MACs' if frac else f'{unit} per image')
+    ax.ticklabel_format(axis='y', style='plain', useOffset=False)
     ax.set_title(f"Spearman ρ = {c['spearman']:.2f}, Pearson r = {c['pearson']:.2f} (n = {c['n']})", fontsize=9)
     return ax
 
