@@ -7,6 +7,7 @@ page listed (whitespace and line breaks normalised, markdown emphasis dropped)."
 import json, re
 from pathlib import Path
 import pytest
+from pages import page_text, norm   # tests/pages.py: a page's prose as the claim tests read it
 
 ROOT = Path(__file__).resolve().parent.parent
 CK = ROOT / 'checkpoints' / 'cifar10'
@@ -92,16 +93,6 @@ CLAIMS = [   # (template, pages)
 ]
 
 
-def page_text(rel:str) -> str:
-    p = ROOT / rel
-    if p.suffix == '.ipynb':
-        nb = json.loads(p.read_text())
-        text = '\n'.join(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
-    else: text = p.read_text()
-    return norm(text)
-
-
-def norm(s:str) -> str: return re.sub(r'\s+', ' ', s.replace('**', ''))
 
 
 @pytest.mark.parametrize('template,pages', CLAIMS, ids=[c[0][:40] for c in CLAIMS])

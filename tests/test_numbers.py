@@ -13,6 +13,7 @@ from decimal import Decimal, ROUND_HALF_UP
 from functools import lru_cache
 from pathlib import Path
 import pytest
+from pages import page_text, norm   # tests/pages.py: a page's prose as the claim tests read it
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_MD = ROOT / 'bench' / 'README.md'
@@ -382,16 +383,6 @@ def _num(v):
     return Num(v) if isinstance(v, float) else v
 
 
-def page_text(rel:str) -> str:
-    p = ROOT / rel
-    if p.suffix == '.ipynb':
-        nb = json.loads(p.read_text())
-        text = '\n'.join(''.join(c['source']) for c in nb['cells'] if c['cell_type'] == 'markdown')
-    else: text = p.read_text()
-    return norm(text)
-
-
-def norm(s:str) -> str: return re.sub(r'\s+', ' ', s.replace('**', '').replace('*', ''))
 
 
 @pytest.mark.parametrize('template,pages', CLAIMS, ids=[c[0][:40] for c in CLAIMS])
