@@ -25,6 +25,13 @@ RUNS = {
     # Now the per-layer budget (`layer`, a sum over gates, so the push per gate does not depend on the gate count) with
     # λ = 1. Re-run 2026-12-01: the gates close (0.798 of dense MACs, 18% always off, mIoU 0.110 against 0.207 without the budget).
     'camvid_budget': ('camvid_pspnet_r18', DATA / 'camvid', dict(epochs=3, bs=8, size=192, limit=200, mac_target=0.6, lam=1.)),
+    # The tutorials' published runs (issue 26: figures a reader can see, not an epoch-one network with every gate open):
+    # long enough for the budget to close gates, bf16 + channels-last (the precision bench's fastest CPU setting).
+    # Published without weights (ResNet-18 is 45 MB), as config/history/metrics and the validation GateRecord.
+    'imagenette_tut': ('imagenette_r18', DATA / 'imagenette2-160',
+                       dict(epochs=10, bs=64, size=128, mac_target=0.5, lam=1., bf16=True, channels_last=True)),
+    'camvid_tut': ('camvid_pspnet_r18', DATA / 'camvid',
+                   dict(epochs=8, bs=8, size=192, mac_target=0.6, lam=1., bf16=True, channels_last=True)),
 }
 
 def run(name:str, resume:bool=False) -> dict:
