@@ -8,7 +8,7 @@ and the machine. Checkpoints go to bench/results/runs/<name>/ (git-ignored). Exa
     .venv/bin/python bench/train_runs.py camvid imagenette
 
 The tutorials' runs (`imagenette_tut`, `camvid_tut`) are published with `--publish` to bench/published/<name>/:
-config.json, history.json, metrics.json and `gates_val.pt`, the `bsgate.analysis.GateRecord` of their validation
+config.json, history.json, metrics.json, train_run.json (this script's record: wall time, machine) and `gates_val.pt`, the `bsgate.analysis.GateRecord` of their validation
 images (probabilities stored as float16), from which the ImageNet and Cityscapes tutorials draw their figures. Their
 weights are not published (a ResNet-18 is 45 MB, a PSPNet-R18 more).
 """
@@ -17,6 +17,8 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / 'bench'))
+from common import cpu_name
 DATA = Path(os.environ.get('BSGATE_DATA', ROOT.parent / 'shared' / 'data'))
 RUNS = {
     # name: (preset, data path, overrides)
@@ -47,7 +49,7 @@ def run(name:str, resume:bool=False) -> dict:
     t0 = time.time()
     m = train(preset, data=str(data), out=str(out), quiet=True, resume=resume and (out / 'checkpoint.pth').exists(), **kw)
     res = dict(name=name, preset=preset, overrides=kw, wall_s=round(time.time() - t0, 1),
-               machine=dict(cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
+               machine=dict(cpu=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
                             platform=platform.platform(), load_avg=os.getloadavg()),
                metrics={k: v for k, v in m.items() if k != 'layers'}, layers=m.get('layers'))
     (ROOT / 'bench' / 'results' / f'train_{name}.json').write_text(json.dumps(res, indent=1))
@@ -70,6 +72,11 @@ def publish(name:str) -> Path:
     if finished_run(src) is None: raise SystemExit(f"{name}: {src} is not a finished run (train it first)")
     dest.mkdir(parents=True, exist_ok=True)
     for f in ('config.json', 'history.json', 'metrics.json'): shutil.copy2(src / f, dest / f)
+    if (t := ROOT / 'bench' / 'results' / f'train_{name}.json').is_file():   # wall time, machine
+        r = json.loads(t.read_text())
+        # bench/results/ is this machine's (git-ignored): a record written before the CPU was recorded ran here
+        r['machine'].setdefault('cpu', cpu_name())
+        (dest / 'train_run.json').write_text(json.dumps(r, indent=1))
     learn = load_run(src, data=str(RUNS[name][1]), split=split, limit=n, bs=bs, device='cpu')
     rec = collect_gates(learn)
     rec.save(dest / f'gates_{split}.pt', half=True)

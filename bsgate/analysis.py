@@ -69,8 +69,9 @@ class GateRecord:
 def save(self:GateRecord, path,
          half:bool=False, # store the probabilities as float16 (a third less on disk; load returns float32 either way)
         ) -> Path:
-    "Write the record to `path` (`torch.save` of its fields)"
-    d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+    "Write the record to `path` (`torch.save` of its fields, as plain tensors that `load` reads with `weights_only`)"
+    plain = lambda v: v.as_subclass(Tensor) if isinstance(v, Tensor) else [plain(t) for t in v] if isinstance(v, list) else v
+    d = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
     if half: d['probs'] = [p.half() for p in d['probs']]
     torch.save(d, path)
     return Path(path)
@@ -125,7 +126,7 @@ def collect_gates(learn,                     # a fastai Learner, or a model (the
     try:
         for i, b in enumerate(dl):
             if max_batches is not None and i >= max_batches: break
-            x, y = b[0].to(dev), b[1].to(dev)
+            x, y = b[0].to(dev).as_subclass(Tensor), b[1].to(dev)   # plain: fastai's TensorImage would spread to every field
             shape = tuple(x.shape[1:])
             if shape not in counters: counters[shape] = MacCounter(model, shape)  # once per input size
             out = model(x)

@@ -161,6 +161,58 @@ def test_front_status_follows_the_published_runs():
     assert says_none == (not any(v['gated'] for v in fr.values())), (says_none, sorted(fr))
 
 
+# The tutorials' published runs (`bench/train_runs.py NAME --publish`: config, history, metrics, train_run.json and the
+# GateRecord of the validation images, bench/published/<name>/): the ImageNet and Cityscapes tutorials' numbers.
+PUB = ROOT / 'bench' / 'published'
+IMNET, CITY = ('nbs/tutorials/imagenet.ipynb',), ('nbs/tutorials/cityscapes.ipynb',)
+
+
+def _minus(x:float, spec:str) -> str: return format(x, spec).replace('-', '−')   # the pages' minus sign
+
+
+def tutorial_values(name:str) -> dict:
+    from bsgate.analysis import GateRecord, summary
+    d = PUB / name
+    m, run = (json.loads((d / f).read_text()) for f in ('metrics.json', 'train_run.json'))
+    rec = GateRecord.load(d / 'gates_val.pt')
+    s = summary(rec)
+    cor = s['correlations']
+    return dict(m=m, b=m['budget'], n=rec.n, gates=sum(p.shape[1] for p in rec.probs), minutes=run['wall_s'] / 60,
+                cpu=run['machine']['cpu'], epochs=m['epochs'], lo=s['macs_min'] / 1e6, hi=s['macs_max'] / 1e6,
+                lo_f=100 * s['macs_min'] / rec.dense, hi_f=100 * s['macs_max'] / rec.dense, s=s,
+                rho_loss=_minus(cor['loss']['spearman'], '.2f'), rho_conf=_minus(cor['confidence']['spearman'], '.2f'),
+                rho_loss_v=cor['loss']['spearman'], cond=100 * s['gates']['conditional'],
+                always_off=100 * s['gates']['always_off'], always_on=100 * s['gates']['always_on'])
+
+
+TUTORIAL_CLAIMS = [   # (published run, template, pages)
+    ('imagenette_r18_t50', "for {epochs} epochs, with the budget at half of its dense MACs (`mac_target=0.5`, λ = 1) and "
+     "bf16 autocast, {minutes:.0f} minutes on one core of a 2-core {cpu}", IMNET),
+    ('imagenette_r18_t50', "The run landed at {b[landed]:.3f} of its dense MACs against the target {b[target]} (the gates as "
+     "trained opened {b[as_trained]:.3f};", IMNET),
+    ('imagenette_r18_t50', "every one of the {gates:,} gates is on for some of the {n} images and off for others, and the "
+     "cost per image spreads from {lo:.0f} M to {hi:.0f} M MACs ({lo_f:.0f}–{hi_f:.0f}% of dense)", IMNET),
+    ('imagenette_r18_t50', "{m[accuracy]:.1%} on ten classes is far from a trained network", IMNET),
+    ('imagenette_r18_t50', "On these {n} images the cost rises weakly with the loss (Spearman ρ = {rho_loss}) and falls "
+     "with the confidence (ρ = {rho_conf})", IMNET),
+]
+
+
+@pytest.mark.parametrize('name,template,pages', TUTORIAL_CLAIMS, ids=[f"{c[0]}:{c[1][:30]}" for c in TUTORIAL_CLAIMS])
+def test_tutorial_claim_follows_its_published_run(name, template, pages):
+    v = tutorial_values(name)
+    want = norm(template.format(**v))
+    for page in pages:
+        assert want in page_text(page), f"{page} does not state, from bench/published/{name}: {want!r}"
+
+
+def test_tutorial_words_follow_the_correlations():
+    "'harder images get more channels' only where the record's MACs rise with the loss; 'every one of the gates' conditional only where all are"
+    v = tutorial_values('imagenette_r18_t50')
+    if 'harder images to get more channels' in page_text(IMNET[0]): assert v['rho_loss_v'] > 0, v['rho_loss']
+    if v['gates'] and v['cond'] < 100: assert 'every one of the' not in page_text(IMNET[0])
+
+
 # The front page's results table: generated from the published runs (`python tests/test_claims.py` rewrites it in
 # nbs/index.ipynb; `python tests/test_docs.py` then regenerates README.md), checked here.
 RESULTS_MARK = ('<!-- results table: python tests/test_claims.py -->', '<!-- end of results table -->')
