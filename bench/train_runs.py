@@ -37,18 +37,25 @@ RUNS = {
     # Published without weights (ResNet-18 is 45 MB), as config/history/metrics and the validation GateRecord.
     'imagenette_tut': ('imagenette_r18', DATA / 'imagenette2-160',
                        dict(epochs=10, bs=64, size=128, mac_target=0.5, lam=1., bf16=True, channels_last=True)),
+    # its control: the same network and recipe without gates (ResNet-18 is dense with gate_layer=None)
+    'imagenette_dense_tut': (dict(name='imagenette_r18', gate_layer=None), DATA / 'imagenette2-160',
+                             dict(epochs=10, bs=64, size=128, bf16=True, channels_last=True)),
     'camvid_tut': ('camvid_pspnet_r18', DATA / 'camvid',
                    dict(epochs=8, bs=8, size=192, mac_target=0.6, lam=1., bf16=True, channels_last=True)),
 }
 
 def run(name:str, resume:bool=False) -> dict:
     from bsgate.train import train
+    from bsgate.learner import get_preset
     preset, data, kw = RUNS[name]
+    if isinstance(preset, dict):   # a preset with fields replaced (None included: gate_layer=None is the dense network)
+        import dataclasses
+        preset = dataclasses.replace(get_preset(preset['name']), **{k: v for k, v in preset.items() if k != 'name'})
     if not data.exists(): raise FileNotFoundError(f"{name}: no data at {data} (set BSGATE_DATA)")
     out = ROOT / 'bench' / 'results' / 'runs' / name
     t0 = time.time()
     m = train(preset, data=str(data), out=str(out), quiet=True, resume=resume and (out / 'checkpoint.pth').exists(), **kw)
-    res = dict(name=name, preset=preset, overrides=kw, wall_s=round(time.time() - t0, 1),
+    res = dict(name=name, preset=getattr(preset, 'name', preset), overrides=kw, wall_s=round(time.time() - t0, 1),
                machine=dict(cpu=cpu_name(), cpu_count=os.cpu_count(), torch=torch.__version__, threads=torch.get_num_threads(),
                             platform=platform.platform(), load_avg=os.getloadavg()),
                metrics={k: v for k, v in m.items() if k != 'layers'}, layers=m.get('layers'))
