@@ -70,7 +70,8 @@ def save(self:GateRecord, path,
          half:bool=False, # store the probabilities as float16 (a third less on disk; load returns float32 either way)
         ) -> Path:
     "Write the record to `path` (`torch.save` of its fields, as plain tensors that `load` reads with `weights_only`)"
-    plain = lambda v: v.as_subclass(Tensor) if isinstance(v, Tensor) else [plain(t) for t in v] if isinstance(v, list) else v
+    def plain(v):   # fastai's tensor types (TensorImage, ...) are not among the types weights_only loads
+        return v.as_subclass(Tensor) if isinstance(v, Tensor) else [plain(t) for t in v] if isinstance(v, list) else v
     d = {f.name: plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
     if half: d['probs'] = [p.half() for p in d['probs']]
     torch.save(d, path)
