@@ -242,11 +242,12 @@ def show_extremes(rec:GateRecord, data, # the dataset (or fastai loader) the rec
     if axs is None: axs = plt.subplots(2, k, figsize=figsize or (1.6 * k, 4.2), squeeze=False)[1]
     vocab = rec.vocab or getattr(ds, 'vocab', None)
     name = lambda c: str(vocab[int(c)]) if vocab is not None else str(int(c))
+    div, unit = _mac_scale(rec)
     for row, idx in zip(axs, (order[:k], order[-k:].flip(0))):
         for ax, i in zip(row, idx.tolist()):
             item = ds[i]
             ax.imshow(_denorm(item[0] if isinstance(item, (tuple, list)) else item, stats)); ax.axis('off')
-            t = f'{rec.macs[i].item()/1e6:.3g} M ({rec.mac_frac[i].item():.0%})'
+            t = f'{rec.macs[i].item() / div:.3g} {unit[0]} ({rec.mac_frac[i].item():.0%})'   # 199 M, 25.2 G
             if rec.task == 'classification' and rec.targets is not None: t += f'\n{name(rec.targets[i])} → {name(rec.preds[i])}'
             elif rec.loss is not None: t += f'\nloss {rec.loss[i].item():.2f}'
             ax.set_title(t, fontsize=7)

@@ -310,11 +310,6 @@ CLAIMS = [   # (template, pages); the template is formatted with values() and so
      "they end without batch-shaping ({cal[cvm_mean]:.4f} against {cal[cvm_none]:.4f}, {cal[open_mean]:.0f}% open)", CIFAR),
     ("({cal[frac3]:.3f} against {cal[frac2]:.3f} for bias 2), so part of its {cal[lead3]:.0f}-point lead", BENCH),
     ("far below the budget ({cal[frac5]:.3f} of its MACs", BENCH),
-    # the CamVid budget run (bench/train_runs.py camvid_budget, told in bench/README.md)
-    ("with the budget on (`mac_target=0.6`, λ = 1), {cv[minutes]:.0f} minutes on one core", CITY),
-    ("the run ends at {cv[frac]:.2f} of the dense MACs", CITY),
-    ("with {cv[off]:.0f}% of the gates always off and {cv[cond]:.0f}% conditional — and with a mean IoU of {cv[miou]:.2f}, "
-     "against {cv[dense]:.2f} for the 2-epoch run without the budget", CITY),
     # MAC and gate counts, computed from bsgate
     ("the paper's CIFAR MAC counts, e.g. ResNet-20 = {mac[r20]:.2f} M, are option-A counts", ('nbs/06_models.resnet.ipynb',)),
     ("ResNet-20 is {mac[r20]:.2f} MMACs and ResNet-56 {mac[r56]:.2f} MMACs, so {mac[target_r56]:.2f}", CIFAR),
