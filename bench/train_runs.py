@@ -66,7 +66,8 @@ def run(name:str, resume:bool=False) -> dict:
     return res
 
 # name → (published folder under bench/published/, the split and number of images its GateRecord covers, batch size)
-PUBLISH = {'imagenette_tut': ('imagenette_r18_t50', 'val', 500, 50), 'camvid_tut': ('camvid_pspnet_r18_t60', 'val', 101, 4)}
+PUBLISH = {'imagenette_tut': ('imagenette_r18_t50', 'val', 500, 50), 'camvid_tut': ('camvid_pspnet_r18_t60', 'val', 101, 4),
+           'imagenette_dense_tut': ('imagenette_r18_dense', 'val', 500, 50)}
 PUBLISHED = ROOT / 'bench' / 'published'
 
 def publish(name:str) -> Path:
