@@ -34,7 +34,7 @@ __all__ = ['RUN_KEYS', 'GATERNET', 'GAMMA_SEG', 'PRESETS', 'LEARNERS', 'RESNET_M
            'PixelAccuracy', 'GroupWD', 'gated_learner', 'cifar_learner', 'imagenet_learner', 'segmentation_learner']
 
 # %% ../nbs/10_learner.ipynb #e3f2c2cc
-RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision', 'land')   # what a run's config.json records besides the preset's fields
+RUN_KEYS = ('vocab', 'data', 'limit', 'pipeline', 'deterministic', 'precision', 'land', 'land_on')   # what a run's config.json records besides the preset's fields
 
 @dataclass(frozen=True)
 class Preset:

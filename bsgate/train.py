@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_train.ipynb #3ff955f8
 from __future__ import annotations
-import os, sys, json, math, time, errno, shlex, shutil, random, signal, socket, argparse, tempfile, threading, warnings, dataclasses
+import os, sys, copy, json, math, time, errno, shlex, shutil, random, signal, socket, argparse, tempfile, threading, warnings, dataclasses
 from contextlib import contextmanager, ExitStack
 from pathlib import Path, PurePosixPath
 import numpy as np
@@ -14,6 +14,8 @@ from .learner import Preset, PRESETS, RUN_KEYS, get_preset, LEARNERS, load_weigh
 from fastcore.script import call_parse, anno_parser
 from fastai.callback.core import Callback, CancelFitException
 from fastai.learner import Recorder
+from fastai.data.core import DataLoaders
+from fastai.data.load import DataLoader
 from fastai.callback.fp16 import MixedPrecision, AMPMode
 from fastai.torch_core import set_seed
 from .data.core import IMAGE_EXTS, bsgate_cache
@@ -36,12 +38,12 @@ _all_ = ['OUTPUTS', 'GATE_BIAS_MAX', 'strict_json', 'torch_save', 'atomic_write'
          'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining']   # `from bsgate.train import *` gives what it gave before
 
 # %% auto #0
-__all__ = ['PIPELINES', 'SANE_WEIGHT', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'EpochLine', 'train', 'evaluate',
-           'normalize_argv', 'train_main', 'evaluate_main', 'OUTPUTS', 'GATE_BIAS_MAX', 'strict_json', 'torch_save',
-           'atomic_write', 'save_json', 'save_config', 'read_config', 'data_vocab', 'check_classes', 'check_vocab',
-           'load_run_weights', 'RunLock', 'finished_run', 'check_options', 'check_image_size', 'EpochSeed',
-           'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'Interrupted', 'DeviceMixedPrecision',
-           'ChannelsLast', 'CompileTraining']
+__all__ = ['PIPELINES', 'LAND_ON', 'SANE_WEIGHT', 'default_pipeline', 'preset_dls', 'preset_eval_dl', 'inference_view',
+           'EpochLine', 'train', 'evaluate', 'normalize_argv', 'train_main', 'evaluate_main', 'OUTPUTS',
+           'GATE_BIAS_MAX', 'strict_json', 'torch_save', 'atomic_write', 'save_json', 'save_config', 'read_config',
+           'data_vocab', 'check_classes', 'check_vocab', 'load_run_weights', 'RunLock', 'finished_run', 'check_options',
+           'check_image_size', 'EpochSeed', 'Checkpoint', 'load_checkpoint', 'Diverged', 'StopOnNaN', 'Interrupted',
+           'DeviceMixedPrecision', 'ChannelsLast', 'CompileTraining']
 
 # %% ../nbs/11_train.ipynb #39602b9f
 def _data_fns(p:Preset):
@@ -105,33 +107,51 @@ def _final_metrics(learn, p:Preset, last:dict|None=None) -> dict:
 
 def _show(v): return 'none' if v is None else v
 
-def _land(learn, l0, batches) -> dict:
-    "Calibrate the inference gates of `learn`'s model to its L0 budget's MAC target on 50 of `batches`"
-    r = calibrate_gates(unwrap(learn.model), batches, l0.target, l0.macs, n_batches=50)
+def _land(learn, l0, batches, n:int=50) -> dict:
+    "Calibrate the inference gates of `learn`'s model to its L0 budget's MAC target on `n` of `batches`"
+    r = calibrate_gates(unwrap(learn.model), batches, l0.target, l0.macs, n_batches=n)
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()}
 
-def _phase_batches(learn, p:Preset, step:int):
-    "A fresh training loader for `step` of the final phase, every generator seeded from (seed, epochs, step): the same batches whether or not the run stopped before"
-    dl = learn.dls.train.new()
+LAND_ON = ('whole', 'train')   # the images the gates land on (train's --land_on): as inference sees them, or as training does
+
+def inference_view(dls:DataLoaders) -> DataLoader:
+    "A loader over the training images as inference sees them: the validation split's processing (no random scale, crop or flip)"
+    ds = copy.copy(dls.train.dataset)
+    ds.split_idx = 1   # bsgate's datasets and fastai's split transforms augment only split 0
+    if getattr(ds, 'tfms', None) is not None: ds.tfms = dls.valid.dataset.tfms   # per-image transforms (ImageNet): the validation ones
+    return dls.train.new(dataset=ds)
+
+def _land_n(dls:DataLoaders, whole:bool, n:int=50) -> int:
+    "Batches a landing reads: `n`, or on whole images larger than the training crops (segmentation) those holding the pixels of `n` crops' batches"
+    crop, ds = getattr(dls.train.dataset, 'crop', None), dls.train.dataset
+    if not whole or crop is None or not len(ds): return n
+    big = math.prod(inference_view(dls).dataset[0][0].shape[-2:]) / math.prod(crop)   # validation-mode items draw nothing random
+    return n if big <= 1 else max(8, math.ceil(n / big))
+
+def _phase_batches(learn, p:Preset, step:int, whole:bool=False):
+    "A fresh training loader for `step` of the final phase (`whole`: its images as inference sees them), seeded from (seed, epochs, step)"
+    dl = inference_view(learn.dls) if whole else learn.dls.train.new()
     es = EpochSeed(p.seed); es.epoch = p.epochs
     dl.rng = random.Random(es._seed(2 + step))   # 0 and 1 are the epochs' own seeds
     return dl
 
-def _final_phase(learn, p:Preset, land:bool, last:dict|None=None) -> dict:
+def _final_phase(learn, p:Preset, land:bool, last:dict|None=None, land_on:str='whole') -> dict:
     "After the last epoch: the metrics as trained, the gates landed, BatchNorm recalibrated, the gates landed again, the final metrics (a function of the last checkpoint)"
     metrics = _final_metrics(learn, p, last)
     l0, stats = getattr(learn, 'l0_penalty', None), getattr(learn, 'gate_stats', None) is not None
     landing = land and getattr(l0, 'target', None) is not None and stats
-    cal = [_land(learn, l0, _phase_batches(learn, p, 0))] if landing else []   # the inference gates to the MAC target (calibrate_gates)
+    whole = land_on == 'whole'
+    nl = _land_n(learn.dls, whole) if landing else 0
+    cal = [_land(learn, l0, _phase_batches(learn, p, 0, whole), nl)] if landing else []   # the inference gates to the MAC target (calibrate_gates)
     recal = bool(p.bn_recal and stats)
     if recal:
         n = recalibrate_bn(learn.model, _phase_batches(learn, p, 1), p.bn_recal)
-        if landing: cal.append(_land(learn, l0, _phase_batches(learn, p, 2)))   # the statistics moved the gates' inputs: land again
+        if landing: cal.append(_land(learn, l0, _phase_batches(learn, p, 2, whole), nl))   # the statistics moved the gates' inputs: land again
     if landing or recal:
         as_trained, metrics = {k: v for k, v in metrics.items() if k != 'layers'}, _final_metrics(learn, p, last)
         if recal: metrics['bn_recal'] = dict(batches=n, before=as_trained)
         if landing: metrics['budget'] = dict(target=l0.target, landed=metrics.get('mac_frac'),
-                                             as_trained=as_trained.get('mac_frac'), calibration=cal)
+                                             as_trained=as_trained.get('mac_frac'), calibration=cal, on=land_on)
     return metrics
 
 SANE_WEIGHT = 10.   # a --lam or --gamma above this is named when a run diverges (the presets use at most 0.75)
@@ -227,6 +247,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
           compile:bool=False,        # train through torch.compile (first steps compile for a minute or two; validation stays eager)
           deterministic:bool=False,  # deterministic GPU kernels (cuDNN without autotuning, slower); a resumed run keeps its own
           no_land:bool=False,        # with --mac_target: keep the inference gates as trained (the budget then holds only the expected cost)
+          land_on:str=None,          # the images the gates land on: 'whole' (as inference sees them; default) or 'train' (augmented batches)
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
@@ -236,6 +257,8 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
     overrides = dict(epochs=epochs, bs=bs, lr=lr, gamma=gamma, lam=lam, mac_target=mac_target, size=size, pretrained=pretrained, seed=seed,
                      lr_warmup=lr_warmup, gate_bias=gate_bias, budget=budget, init=init, bn_recal=bn_recal)
     if fp16 and bf16: raise ValueError("choose one of --fp16 and --bf16")
+    if land_on is not None and land_on not in LAND_ON:
+        raise ValueError(f"--land_on is one of {', '.join(map(repr, LAND_ON))} (the images the gates land on), got {land_on!r}")
     with ExitStack() as lock:
         if resume and out.is_dir(): lock.enter_context(RunLock(out, enabled=_rank0()))   # before the run is read: a busy folder is named first
         saved = {}
@@ -257,11 +280,15 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
                 raise ValueError(f"--resume: --deterministic differs from the run's kernels (autotuned, in {cfg_file}); a run keeps its kernels")
             deterministic = run_det
             land = saved.get('land', False)   # runs recorded before landing existed did not land
+            run_on = saved.get('land_on', 'train')   # runs recorded before the choice existed landed on training batches
+            if land_on is not None and land_on != run_on:
+                raise ValueError(f"--resume: --land_on {land_on} differs from the run's ({run_on}, in {cfg_file}); a run keeps its landing")
+            land_on = run_on
             for k, v in (('data', _data_id(data)), ('limit', limit)):
                 if k in saved and saved[k] != v and not force:
                     raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
                                      f"or add --force to continue on the new one")
-        else: p, land = get_preset(preset, **overrides), not no_land
+        else: p, land, land_on = get_preset(preset, **overrides), not no_land, land_on or 'whole'
         if pipeline is None: pipeline = default_pipeline(p)
         check_options(p, limit, workers)
         if fp16 and not torch.cuda.is_available():
@@ -292,7 +319,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
                 if force and not resume and _rank0():   # one process deletes (under torchrun every rank would try the same files)
                     for f in held: (out / f).unlink(missing_ok=True)
                 if _rank0(): save_config(cfg_file, p, vocab=vocab, data=_data_id(data), limit=limit, pipeline=pipeline,
-                                         deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32', land=land)
+                                         deterministic=deterministic, precision='fp16' if fp16 else 'bf16' if bf16 else 'fp32', land=land, land_on=land_on)
                 learn = _build_learner(dls, p, '--resume', cfg_file) if resume else _build_learner(dls, p)
                 learn.path, learn.model_dir = out, '.'
                 if fp16 or bf16: learn.add_cb(DeviceMixedPrecision('fp16' if fp16 else 'bf16'))
@@ -316,7 +343,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
                             learn.fit(p.epochs, start_epoch=start, cbs=cbs)
                         if not _rank0(): return {}   # rank 0 runs the final phase and writes; the others are done
                         with _one_process():   # rank 0 alone: fastai must not gather over the other ranks
-                            metrics = _final_phase(learn, p, land, cbs[0].history[-1] if cbs[0].history else None)
+                            metrics = _final_phase(learn, p, land, cbs[0].history[-1] if cbs[0].history else None, land_on)
                 except Diverged as e:
                     h = cbs[0].history
                     kept = f"{ckpt} keeps the state after epoch {h[-1]['epoch']}" if h and ckpt.is_file() else "no checkpoint was written"

@@ -157,7 +157,10 @@ def test_front_table_follows_the_published_runs():
     arms = cs.front_arms()
     assert 'R-8 dense' in arms and 'R-14 dense' in arms, sorted(arms)
     assert got == cs.front_table(accuracy_macs_front(arms)), "bench/README.md's front table is stale: run cifar_study.py --front"
-    assert (ROOT / 'bench' / 'figures' / 'front.png').is_file()
+    from PIL import Image
+    drawn = Image.open(ROOT / 'bench' / 'figures' / 'front.png').text.get('Description')   # what the figure plots (cifar_study.py --front)
+    assert drawn is not None, "bench/figures/front.png records no plotted values: run cifar_study.py --front"
+    assert json.loads(drawn) == cs.front_points(accuracy_macs_front(arms)), "bench/figures/front.png is stale: run cifar_study.py --front"
 
 
 def test_front_words_follow_the_front():
