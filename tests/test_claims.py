@@ -260,7 +260,7 @@ RESULTS_ROWS = [   # (published run, what it is)
     ('r32_ft_bas', 'dense ResNet-32 (10 epochs), gated and fine-tuned with batch-shaping + budget'),
     ('r32_ft_l0', 'the same with the budget alone (γ = 0)'),
     ('gaternet_r20', 'GaterNet-R20, its own recipe'),
-    ('r8_dense30', 'dense ResNet-8'), ('r14_dense30', 'dense ResNet-14'), ('r20_dense30', 'dense ResNet-20'),
+    ('r8_dense30', 'dense ResNet-8'), ('r8_dense30_s2', 'dense ResNet-8, second seed'), ('r14_dense30', 'dense ResNet-14'), ('r20_dense30', 'dense ResNet-20'),
     ('r32_bas30_t50', 'gated ResNet-32 from scratch, budget 0.5 × ResNet-20 (landed)'),
 ]
 
