@@ -112,7 +112,7 @@ def _land(learn, l0, batches, n:int=50) -> dict:
     r = calibrate_gates(unwrap(learn.model), batches, l0.target, l0.macs, n_batches=n)
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in r.items()}
 
-LAND_ON = ('whole', 'train')   # the images the gates land on (train's --land_on): as inference sees them, or as training does
+LAND_ON = ('train', 'whole')   # the images the gates land on (train's --land_on): as training sees them, or as inference does
 
 def inference_view(dls:DataLoaders) -> DataLoader:
     "A loader over the training images as inference sees them: the validation split's processing (no random scale, crop or flip)"
@@ -135,7 +135,7 @@ def _phase_batches(learn, p:Preset, step:int, whole:bool=False):
     dl.rng = random.Random(es._seed(2 + step))   # 0 and 1 are the epochs' own seeds
     return dl
 
-def _final_phase(learn, p:Preset, land:bool, last:dict|None=None, land_on:str='whole') -> dict:
+def _final_phase(learn, p:Preset, land:bool, last:dict|None=None, land_on:str='train') -> dict:
     "After the last epoch: the metrics as trained, the gates landed, BatchNorm recalibrated, the gates landed again, the final metrics (a function of the last checkpoint)"
     metrics = _final_metrics(learn, p, last)
     l0, stats = getattr(learn, 'l0_penalty', None), getattr(learn, 'gate_stats', None) is not None
@@ -247,7 +247,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
           compile:bool=False,        # train through torch.compile (first steps compile for a minute or two; validation stays eager)
           deterministic:bool=False,  # deterministic GPU kernels (cuDNN without autotuning, slower); a resumed run keeps its own
           no_land:bool=False,        # with --mac_target: keep the inference gates as trained (the budget then holds only the expected cost)
-          land_on:str=None,          # the images the gates land on: 'whole' (as inference sees them; default) or 'train' (augmented batches)
+          land_on:str=None,          # the images the gates land on: 'train' (training batches; default) or 'whole' (as inference sees them)
          ) -> dict:
     "Train a preset with checkpoints every epoch; write OUT/config.json, OUT/checkpoint.pth, OUT/model.pth, OUT/metrics.json"
     name = preset.name if isinstance(preset, Preset) else preset
@@ -288,7 +288,7 @@ def train(preset:str,                # a preset in bsgate.learner.PRESETS (posit
                 if k in saved and saved[k] != v and not force:
                     raise ValueError(f"--resume: --{k} {_show(v)} differs from the run's ({_show(saved[k])}, in {cfg_file}); give the same --{k}, "
                                      f"or add --force to continue on the new one")
-        else: p, land, land_on = get_preset(preset, **overrides), not no_land, land_on or 'whole'
+        else: p, land, land_on = get_preset(preset, **overrides), not no_land, land_on or 'train'
         if pipeline is None: pipeline = default_pipeline(p)
         check_options(p, limit, workers)
         if fp16 and not torch.cuda.is_available():

@@ -191,15 +191,25 @@ def _minus(x:float, spec:str) -> str: return format(x, spec).replace('-', '−')
 
 
 def tutorial_values(name:str) -> dict:
+    import torch
     from bsgate.analysis import GateRecord, summary
     d = PUB / name
     m, run = (json.loads((d / f).read_text()) for f in ('metrics.json', 'train_run.json'))
     rec = GateRecord.load(d / 'gates_val.pt')
-    v = dict(m=m, n=rec.n, m_dense=rec.dense / 1e6, minutes=run['wall_s'] / 60, cpu=run['machine']['cpu'], epochs=m['epochs'])
+    h = [r['train_loss'] for r in json.loads((d / 'history.json').read_text())]
+    v = dict(m=m, n=rec.n, m_dense=rec.dense / 1e6, minutes=run['wall_s'] / 60, cpu=run['machine']['cpu'], epochs=m['epochs'],
+             tl_end=h[-1], tl_lo=min(h[2:]), tl_hi=max(h[2:]))   # training loss: the last epoch's, and its range from epoch 3 on
+    if (w := d / 'reland_whole.json').is_file():   # the final phase again, landing on whole images (train_runs.py --reland)
+        r = json.loads(w.read_text())['metrics']
+        c1, c2 = r['budget']['calibration']
+        v.update(w_shift1=c1['shift'], w_before2=c2['before'], w_after2=c2['after'], w_rounds2=c2['rounds'],
+                 w_landed=r['budget']['landed'], w_miou=r['miou'])
     if not rec.names: return v   # a dense control: no gates, every image at the dense cost
     s = summary(rec)
-    cor, g, b = s['correlations'], s['gates'], m['budget']
-    return dict(v, b=b, cal_after=b['calibration'][-1]['after'], gates=sum(p.shape[1] for p in rec.probs), s=s,
+    cor, g, b = s['correlations'], s['gates'], m.get('budget')   # no budget: the control with the gates trained freely
+    p = torch.cat([q.float().flatten() for q in rec.probs])
+    return dict(v, b=b, cal_after=b and b['calibration'][-1]['after'], gates=sum(p.shape[1] for p in rec.probs), s=s,
+                mid=100 * ((p > 0.1) & (p < 0.9)).float().mean().item(),
                 lo=s['macs_min'] / 1e6, hi=s['macs_max'] / 1e6, lo_g=s['macs_min'] / 1e9, hi_g=s['macs_max'] / 1e9,
                 lo_f=100 * s['macs_min'] / rec.dense, hi_f=100 * s['macs_max'] / rec.dense,
                 rho_loss=_minus(cor['loss']['spearman'], '.2f'), rho_conf=_minus(cor['confidence']['spearman'], '.2f'),
@@ -217,6 +227,15 @@ TUTORIAL_CLAIMS = [   # (published run, template, pages)
     ('imagenette_r18_t50', "{m[accuracy]:.1%} on ten classes is far from a trained network", IMNET),
     ('imagenette_r18_dense', "The same ResNet-18 without gates, trained alike (`bench/published/imagenette_r18_dense`), "
      "reached {m[accuracy]:.1%} at its full {m_dense:.0f} M MACs", IMNET),
+    ('imagenette_r18_free', "kept its gates open ({m[mac_frac]:.3f} of dense MACs) and reached {m[accuracy]:.1%} against", IMNET),
+    ('imagenette_r18_dense', "against the dense network's {m[accuracy]:.1%} (one run each)", IMNET),
+    ('imagenette_r18_t50', "the gated network's training loss stays between {tl_lo:.2f} and {tl_hi:.2f} (its last epoch {tl_end:.2f};", IMNET),
+    ('imagenette_r18_dense', "the dense network's {tl_end:.2f}, the open-gated", IMNET),
+    ('imagenette_r18_free', "the open-gated control's {tl_end:.2f})", IMNET),
+    ('imagenette_r18_t50', "{mid:.0f}% of its gate probabilities on these {n} images lie between 0.1 and 0.9", IMNET),
+    ('camvid_pspnet_r18_t60', "needed a shift of {w_shift1:.1f} logits to reach the target on whole training images, found them "
+     "costing {w_before2:.3f} after the BatchNorm recalibration, had reached only {w_after2:.3f} when its second landing stopped "
+     "after {w_rounds2} rounds, and cost {w_landed:.3f} of dense on the validation images, with mIoU {w_miou:.3f}", CITY),
     ('imagenette_r18_t50', "On these {n} images the cost rises weakly with the loss (Spearman ρ = {rho_loss}) and falls "
      "with the confidence (ρ = {rho_conf})", IMNET),
     ('camvid_pspnet_r18_t60', "for {epochs} epochs, with the budget at 0.6 of its dense MACs (`mac_target=0.6`, λ = 1) and "
