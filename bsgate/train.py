@@ -145,7 +145,7 @@ def _final_phase(learn, p:Preset, land:bool, last:dict|None=None, land_on:str='t
     cal = [_land(learn, l0, _phase_batches(learn, p, 0, whole), nl)] if landing else []   # the inference gates to the MAC target (calibrate_gates)
     recal = bool(p.bn_recal and stats)
     if recal:
-        n = recalibrate_bn(learn.model, _phase_batches(learn, p, 1), p.bn_recal)
+        n = recalibrate_bn(learn.model, _phase_batches(learn, p, 1, whole), p.bn_recal)   # on the images the gates land on
         if landing: cal.append(_land(learn, l0, _phase_batches(learn, p, 2, whole), nl))   # the statistics moved the gates' inputs: land again
     if landing or recal:
         as_trained, metrics = {k: v for k, v in metrics.items() if k != 'layers'}, _final_metrics(learn, p, last)
